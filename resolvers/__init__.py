@@ -1,0 +1,1 @@
+"""Resolver functions: validate input, call `storage/`, return records. No Mongo here."""

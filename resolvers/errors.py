@@ -1,0 +1,153 @@
+"""Errors are part of the API: every failure a client can cause has a stable code.
+
+Resolvers raise `ApiError` subclasses (or storage errors, translated here). Anything else is
+a bug: it is logged with the request id and reaches the client as INTERNAL_SERVER_ERROR.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from graphql import GraphQLError
+from pydantic import ValidationError
+
+import storage
+
+log = logging.getLogger("sessiongraph.errors")
+
+SECRET_NAMES = ("twilioAuthToken", "twilioApiKey", "twilioApiSecret", "headers")
+MAX_ECHOED_VALUE = 80
+
+
+class ApiError(GraphQLError):
+    """A failure the client caused or can act on, with its stable `extensions.code`."""
+
+    code: ClassVar[str] = "INTERNAL_SERVER_ERROR"
+
+    def __init__(self, message: str, **extensions: Any) -> None:
+        super().__init__(message, extensions={"code": self.code, **extensions})
+
+
+class BadUserInput(ApiError):
+    code = "BAD_USER_INPUT"
+
+
+class NotFound(ApiError):
+    code = "NOT_FOUND"
+
+
+class Conflict(ApiError):
+    code = "CONFLICT"
+
+
+class Unauthenticated(ApiError):
+    code = "UNAUTHENTICATED"
+
+
+class Forbidden(ApiError):
+    code = "FORBIDDEN"
+
+
+class ServiceUnavailable(ApiError):
+    code = "SERVICE_UNAVAILABLE"
+
+
+def _echo(value: Any, path: str) -> str:
+    if any(path.endswith(name) or f".{name}." in path for name in SECRET_NAMES):
+        return "(hidden)"
+    text = repr(value)
+    return text if len(text) <= MAX_ECHOED_VALUE else text[: MAX_ECHOED_VALUE - 3] + "..."
+
+
+def _path(prefix: str, loc: Sequence[int | str]) -> str:
+    path = prefix
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path.lstrip(".")
+
+
+def bad_input(error: ValidationError, prefix: str = "") -> BadUserInput:
+    """One BAD_USER_INPUT error naming every failing field, its value and what was wrong."""
+    problems = []
+    fields = []
+    for detail in error.errors(include_url=False):
+        # Pydantic adds the variant's name to the path of union members; drop what is noise.
+        loc = [part for part in detail["loc"] if not str(part).startswith("function-")]
+        path = _path(prefix, loc)
+        fields.append(path)
+        reason = detail["msg"].removeprefix("Value error, ")
+        if detail["type"] == "missing":
+            problems.append(f"{path} is required")
+        else:
+            problems.append(f"{path} = {_echo(detail['input'], path)}: {reason}")
+    return BadUserInput("Invalid input: " + "; ".join(problems) + ".", fields=fields)
+
+
+def from_storage(error: storage.StorageError) -> ApiError:
+    """The API error a storage error stands for."""
+    if isinstance(error, storage.SessionNotFound):
+        return NotFound(str(error), id=error.session_id)
+    if isinstance(error, storage.SessionClosed):
+        return Conflict(str(error), id=error.session_id, reason=error.reason)
+    if isinstance(error, storage.IdempotencyKeyReused):
+        return Conflict(str(error), idempotencyKey=error.key)
+    if isinstance(error, storage.DatabaseUnavailable):
+        return ServiceUnavailable("The database is unavailable; try again shortly.")
+    return ApiError(str(error))
+
+
+PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
+VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+
+
+def present(error: GraphQLError, request_id: str, *, phase: str) -> GraphQLError:
+    """The error as the client sees it: coded, and masked unless the client caused it.
+
+    `phase` is "parse", "validate" or "execute", the step that produced the error.
+    """
+    original = error.original_error
+    if isinstance(error, ApiError) or isinstance(original, ApiError):
+        return error
+    if isinstance(original, storage.StorageError):
+        return _relocated(from_storage(original), error)
+    if original is None:
+        if phase == "parse":
+            return _coded(error, PARSE_FAILED)
+        if phase == "validate":
+            return _coded(error, VALIDATION_FAILED)
+        if not error.path:
+            # Raised by graphql-core before resolving: variables that failed to coerce.
+            return _coded(error, "BAD_USER_INPUT")
+    if original is not None and storage.is_database_unavailable(original):
+        log.warning("database unavailable (request %s): %s", request_id, original)
+        return _relocated(
+            ServiceUnavailable("The database is unavailable; try again shortly."), error
+        )
+    log.error(
+        "unexpected error (request %s) at %s",
+        request_id,
+        error.path,
+        exc_info=original or error,
+    )
+    return GraphQLError(
+        f"Internal server error (request id {request_id}).",
+        nodes=error.nodes,
+        path=error.path,
+        extensions={"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
+    )
+
+
+def _coded(error: GraphQLError, code: str) -> GraphQLError:
+    if error.extensions and "code" in error.extensions:
+        return error
+    error.extensions = {**(error.extensions or {}), "code": code}
+    return error
+
+
+def _relocated(replacement: ApiError, located: GraphQLError) -> GraphQLError:
+    replacement.nodes = located.nodes
+    replacement.path = located.path
+    replacement.locations = located.locations
+    return replacement

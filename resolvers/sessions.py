@@ -1,0 +1,144 @@
+"""Session queries and mutations, on behalf of the caller's organization."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from resolvers.context import Context
+from resolvers.errors import BadUserInput, NotFound, bad_input
+from resolvers.inputs import CreateSessionInput, UpdateSessionInput
+from resolvers.messages import new_messages
+from resolvers.pagination import PageArgs, session_position
+from storage import (
+    MessageRecord,
+    NewSession,
+    Page,
+    SessionChanges,
+    SessionQuery,
+    SessionRecord,
+    TimeRange,
+)
+from storage.records import SessionOrderField
+
+SESSIONS_PAGE_DEFAULT = 20
+SESSIONS_PAGE_MAX = 100
+MAX_ANY = 100
+
+OrderDirection = Literal["asc", "desc"]
+
+
+async def session_by_id(ctx: Context, session_id: str) -> SessionRecord | None:
+    """The session, or None when it is absent or belongs to another organization."""
+    return await ctx.sessions.get(ctx.org_id, session_id)
+
+
+def session_query(filter_: dict[str, Any] | None) -> SessionQuery:
+    """The storage query for a `SessionFilter` given as a plain dict."""
+    if not filter_:
+        return SessionQuery()
+    lists: dict[str, tuple[str, ...] | None] = {}
+    for one, many, target in (
+        ("id", "idAny", "ids"),
+        ("assistantId", "assistantIdAny", "assistant_ids"),
+        ("phoneNumberId", "phoneNumberIdAny", "phone_number_ids"),
+        ("customerNumber", "customerNumberAny", "customer_numbers"),
+    ):
+        values = filter_.get(many)
+        if values is not None and len(values) > MAX_ANY:
+            raise BadUserInput(
+                f"filter.{many} has {len(values)} values; at most {MAX_ANY} are allowed.",
+                fields=[f"filter.{many}"],
+            )
+        single = filter_.get(one)
+        if single is not None:
+            values = [single] if values is None else [v for v in values if v == single]
+        lists[target] = None if values is None else tuple(values)
+    return SessionQuery(
+        status=filter_.get("status"),
+        name=filter_.get("name"),
+        created_at=_time_range(filter_.get("createdAt")),
+        updated_at=_time_range(filter_.get("updatedAt")),
+        **lists,
+    )
+
+
+def _time_range(bounds: dict[str, Any] | None) -> TimeRange | None:
+    return None if not bounds else TimeRange(**bounds)
+
+
+async def list_sessions(
+    ctx: Context,
+    args: PageArgs,
+    query: SessionQuery,
+    order_by: SessionOrderField,
+    descending: bool,
+) -> Page[SessionRecord]:
+    """One page of the organization's sessions."""
+    return await ctx.sessions.list(
+        ctx.org_id,
+        query,
+        order_by=order_by,
+        descending=descending,
+        first=args.first,
+        after=session_position(args.after, "after", order_by),
+        last=args.last,
+        before=session_position(args.before, "before", order_by),
+    )
+
+
+async def count_sessions(ctx: Context, query: SessionQuery) -> int:
+    """How many of the organization's sessions match."""
+    return await ctx.sessions.count(ctx.org_id, query)
+
+
+async def create_session(
+    ctx: Context, data: dict[str, Any]
+) -> tuple[SessionRecord, list[MessageRecord]]:
+    """Validate and store a new session with its initial messages."""
+    try:
+        valid = CreateSessionInput.model_validate(data)
+    except ValidationError as error:
+        raise bad_input(error, "input") from None
+    phone_public, phone_secrets = (
+        valid.phone_number.public_and_secrets() if valid.phone_number else (None, None)
+    )
+    new: NewSession = {
+        "name": valid.name,
+        "status": valid.status,
+        "expiration_seconds": valid.expiration_seconds,
+        "assistant_id": valid.assistant_id,
+        "assistant": valid.assistant.stored() if valid.assistant else None,
+        "customer": valid.customer.stored() if valid.customer else None,
+        "phone_number_id": valid.phone_number_id,
+        "phone_number": phone_public,
+        "phone_number_secrets": phone_secrets,
+    }
+    return await ctx.sessions.create(ctx.org_id, new, new_messages(valid.messages))
+
+
+async def update_session(ctx: Context, session_id: str, data: dict[str, Any]) -> SessionRecord:
+    """Change a session's name, status or expiration."""
+    try:
+        valid = UpdateSessionInput.model_validate(data)
+    except ValidationError as error:
+        raise bad_input(error, "input") from None
+    changes: SessionChanges = {}
+    if "name" in valid.model_fields_set:
+        changes["name"] = valid.name
+    if "status" in valid.model_fields_set:
+        changes["status"] = valid.status
+    if "expiration_seconds" in valid.model_fields_set:
+        changes["expiration_seconds"] = valid.expiration_seconds
+    if not changes:
+        current = await ctx.sessions.get(ctx.org_id, session_id)
+        if current is None:
+            raise NotFound(f"No session with id {session_id!r}.", id=session_id)
+        return current
+    return await ctx.sessions.update(ctx.org_id, session_id, changes)
+
+
+async def delete_session(ctx: Context, session_id: str) -> SessionRecord:
+    """Delete a session and its transcript; return the session as it was."""
+    return await ctx.sessions.delete(ctx.org_id, session_id)

@@ -1,0 +1,232 @@
+"""Static query cost analysis, used to reject over-budget operations before execution.
+
+Cost model:
+
+* a field whose unwrapped type is an object, interface or union costs 1 plus the cost of its
+  selection; scalar and enum fields (including ``__typename``) cost 0;
+* a field whose schema definition has a ``first`` or ``last`` argument multiplies the cost of its
+  selection by its page size: the larger of ``first``/``last`` from the query (literal, variable or
+  variable default), else ``field_page_sizes[(parent_type, field)]``, else ``default_page_size``,
+  where ``parent_type`` is the type the field is selected on (a fragment's type condition);
+* fragments are expanded in place and, on abstract types, every type condition is added up, as
+  are fields selected more than once, so the cost is an upper bound; fields skipped by
+  ``@skip``/``@include`` cost nothing;
+* introspection fields (``__schema``, ``__type``) are ordinary composite fields.
+"""
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLField,
+    GraphQLInterfaceType,
+    GraphQLNamedType,
+    GraphQLObjectType,
+    GraphQLSchema,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SchemaMetaFieldDef,
+    SelectionNode,
+    SelectionSetNode,
+    TypeMetaFieldDef,
+    TypeNameMetaFieldDef,
+    ValueNode,
+    get_named_type,
+    is_composite_type,
+    value_from_ast_untyped,
+)
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.schema import validate_document
+
+_META_FIELDS = {
+    "__schema": SchemaMetaFieldDef,
+    "__type": TypeMetaFieldDef,
+    "__typename": TypeNameMetaFieldDef,
+}
+_PAGE_ARGUMENTS = ("first", "last")
+
+
+def operation_cost(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    *,
+    operation_name: str | None,
+    variables: Mapping[str, Any] | None,
+    default_page_size: int,
+    field_page_sizes: Mapping[tuple[str, str], int] | None = None,
+) -> int:
+    """Estimate the cost of the selected operation of ``document`` (see the module docstring).
+
+    Returns 0 when the operation cannot be selected (missing name, or several operations and no
+    name): validation or execution reports that.
+    """
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name is None:
+        operation = operations[0] if len(operations) == 1 else None
+    else:
+        operation = next((o for o in operations if o.name and o.name.value == operation_name), None)
+    root_type = schema.get_root_type(operation.operation) if operation else None
+    if operation is None or root_type is None:
+        return 0
+    defaults = {
+        d.variable.name.value: value_from_ast_untyped(d.default_value)
+        for d in operation.variable_definitions or ()
+        if d.default_value is not None
+    }
+    walker = _CostWalker(
+        schema,
+        document,
+        {**defaults, **(variables or {})},
+        default_page_size,
+        field_page_sizes or {},
+    )
+    return walker.selection_cost(operation.selection_set, root_type)
+
+
+class _CostWalker:
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        document: DocumentNode,
+        variables: dict[str, Any],
+        default_page_size: int,
+        field_page_sizes: Mapping[tuple[str, str], int],
+    ) -> None:
+        self.schema = schema
+        self.fragments = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
+        self.variables = variables
+        self.default_page_size = default_page_size
+        self.field_page_sizes = field_page_sizes
+        # Memoised per fragment so that fragments spreading others many times stay linear.
+        self.fragment_costs: dict[str, int] = {}
+        self.expanding: set[str] = set()
+
+    def selection_cost(
+        self, selection_set: SelectionSetNode | None, parent: GraphQLNamedType
+    ) -> int:
+        total = 0
+        for selection in selection_set.selections if selection_set else ():
+            if self._skipped(selection):
+                continue
+            if isinstance(selection, FieldNode):
+                total += self._field_cost(selection, parent)
+            elif isinstance(selection, InlineFragmentNode):
+                condition = selection.type_condition
+                inner = self.schema.get_type(condition.name.value) if condition else parent
+                if inner is not None:
+                    total += self.selection_cost(selection.selection_set, inner)
+            elif isinstance(selection, FragmentSpreadNode):
+                total += self._fragment_cost(selection.name.value)
+        return total
+
+    def _fragment_cost(self, name: str) -> int:
+        fragment = self.fragments.get(name)
+        # A spread of a fragment already being expanded is a cycle (invalid anyway): count 0.
+        if fragment is None or name in self.expanding:
+            return 0
+        if name not in self.fragment_costs:
+            condition = self.schema.get_type(fragment.type_condition.name.value)
+            self.expanding.add(name)
+            cost = self.selection_cost(fragment.selection_set, condition) if condition else 0
+            self.expanding.discard(name)
+            self.fragment_costs[name] = cost
+        return self.fragment_costs[name]
+
+    def _field_cost(self, node: FieldNode, parent: GraphQLNamedType) -> int:
+        field = self._field_definition(node.name.value, parent)
+        if field is None or not is_composite_type(get_named_type(field.type)):
+            return 0
+        children = self.selection_cost(node.selection_set, get_named_type(field.type))
+        if not any(name in field.args for name in _PAGE_ARGUMENTS):
+            return 1 + children
+        return 1 + self._page_size(node, parent.name) * children
+
+    def _field_definition(self, name: str, parent: GraphQLNamedType) -> GraphQLField | None:
+        if name in _META_FIELDS:
+            return _META_FIELDS[name]
+        if isinstance(parent, GraphQLObjectType | GraphQLInterfaceType):
+            field: GraphQLField | None = parent.fields.get(name)
+            return field
+        return None
+
+    def _page_size(self, node: FieldNode, parent_name: str) -> int:
+        fallback = self.field_page_sizes.get((parent_name, node.name.value), self.default_page_size)
+        sizes = [
+            self._page_argument(argument.value, fallback)
+            for argument in node.arguments or ()
+            if argument.name.value in _PAGE_ARGUMENTS
+        ]
+        return max(sizes, default=fallback)
+
+    def _page_argument(self, value_node: ValueNode, fallback: int) -> int:
+        value = value_from_ast_untyped(value_node, self.variables)
+        valid = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        return value if valid else fallback
+
+    def _skipped(self, selection: SelectionNode) -> bool:
+        for directive in selection.directives or ():
+            name = directive.name.value
+            arguments = directive.arguments or ()
+            condition = next((a.value for a in arguments if a.name.value == "if"), None)
+            value = value_from_ast_untyped(condition, self.variables) if condition else None
+            if isinstance(value, bool) and (name, value) in (("skip", True), ("include", False)):
+                return True
+        return False
+
+
+class QueryCostLimiter(SchemaExtension):
+    """Reject operations whose :func:`operation_cost` exceeds ``max_cost`` before execution.
+
+    The rejection is a ``QUERY_TOO_COMPLEX`` error with ``cost`` and ``maxCost`` in its
+    extensions. Pass it as a factory (``lambda: QueryCostLimiter(1000)``) and, if
+    ``ValidationCache`` is used, list it before this extension.
+    """
+
+    def __init__(
+        self,
+        max_cost: int,
+        default_page_size: int = 20,
+        field_page_sizes: Mapping[tuple[str, str], int] | None = None,
+    ) -> None:
+        super().__init__()
+        self.max_cost = max_cost
+        self.default_page_size = default_page_size
+        self.field_page_sizes = field_page_sizes
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        # Strawberry checks pre_execution_errors before the code after this hook's yield runs, so
+        # validation is run here (as ValidationCache does; Strawberry then skips its own run).
+        if context.pre_execution_errors is None and context.validation_rules and document:
+            context.pre_execution_errors = validate_document(
+                context.schema._schema, document, context.validation_rules
+            )
+        if document is not None and not context.pre_execution_errors:
+            cost = operation_cost(
+                context.schema._schema,
+                document,
+                operation_name=context.operation_name,
+                variables=context.variables,
+                default_page_size=self.default_page_size,
+                field_page_sizes=self.field_page_sizes,
+            )
+            if cost > self.max_cost:
+                context.pre_execution_errors = [
+                    GraphQLError(
+                        f"Query cost {cost} exceeds the limit of {self.max_cost}.",
+                        extensions={
+                            "code": "QUERY_TOO_COMPLEX",
+                            "cost": cost,
+                            "maxCost": self.max_cost,
+                        },
+                    )
+                ]
+        yield

@@ -1,0 +1,66 @@
+"""The customer a session is with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+
+from schema.scalars import JSON
+from schema.stored import from_stored
+
+
+@strawberry.type(description="The customer of a session.")
+class Customer:
+    number: str | None = strawberry.field(description="The customer's phone number.")
+    number_e164_check_enabled: bool = strawberry.field(
+        description="Whether the number must be in E.164 format."
+    )
+    extension: str | None = strawberry.field(description="The phone extension to dial.")
+    sip_uri: str | None = strawberry.field(description="The customer's SIP URI.")
+    name: str | None = strawberry.field(description="The customer's name.")
+    email: str | None = strawberry.field(description="The customer's email address.")
+    external_id: str | None = strawberry.field(
+        description="The customer's id in the client's own system."
+    )
+    assistant_overrides: JSON | None = strawberry.field(
+        description="Assistant settings that apply to this customer only."
+    )
+
+    @classmethod
+    def from_stored(cls, data: dict[str, Any] | None) -> Customer | None:
+        if data is None:
+            return None
+        return from_stored(
+            cls, data, number_e164_check_enabled=data.get("numberE164CheckEnabled", True)
+        )
+
+
+@strawberry.input(description="The customer of a session; every field is optional.")
+class CustomerInput:
+    number: str | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="Phone number, 3 to 40 characters; E.164 (+14155550123) unless "
+        "numberE164CheckEnabled is false.",
+    )
+    number_e164_check_enabled: bool | None = strawberry.field(
+        default=strawberry.UNSET, description="Whether to require E.164 (default true)."
+    )
+    extension: str | None = strawberry.field(
+        default=strawberry.UNSET, description="Extension, at most 10 characters."
+    )
+    sip_uri: str | None = strawberry.field(
+        default=strawberry.UNSET, description="SIP URI (sip:...)."
+    )
+    name: str | None = strawberry.field(
+        default=strawberry.UNSET, description="Name, at most 40 characters."
+    )
+    email: str | None = strawberry.field(
+        default=strawberry.UNSET, description="Email address, at most 40 characters."
+    )
+    external_id: str | None = strawberry.field(
+        default=strawberry.UNSET, description="Id in the client's system, at most 40 characters."
+    )
+    assistant_overrides: JSON | None = strawberry.field(
+        default=strawberry.UNSET, description="Assistant settings for this customer only."
+    )

@@ -1,0 +1,219 @@
+"""Transcript messages: one interface, a type per role, and their inputs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+import strawberry
+
+from resolvers.pagination import message_cursor
+from schema.pagination import PageInfo
+from schema.scalars import JSON
+from storage import MessageRecord, Page
+
+
+@strawberry.enum(description="Who a message is from.")
+class MessageRole(Enum):
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+    TOOL = "tool"
+    DEVELOPER = "developer"
+
+
+@strawberry.interface(description="One message of a session's transcript.")
+class Message:
+    id: strawberry.ID = strawberry.field(description="The message's unique id.")
+    session_id: strawberry.ID = strawberry.field(description="The session it belongs to.")
+    seq: int = strawberry.field(
+        description="Its place in the transcript: 1, 2, 3... with no gaps, in append order."
+    )
+    role: MessageRole = strawberry.field(description="Who the message is from.")
+    content: str | None = strawberry.field(
+        description="The text. For call-transcript records sent with `message`, that text."
+    )
+    created_at: datetime = strawberry.field(description="When it was appended.")
+    metadata: JSON | None = strawberry.field(description="Free-form data sent with it.")
+
+
+@strawberry.type(description="A system prompt, or a system line of a call transcript.")
+class SystemMessage(Message):
+    message: str | None = strawberry.field(description="Call-transcript text, if sent so.")
+    time: float | None = strawberry.field(description="Call-transcript timestamp.")
+    seconds_from_start: float | None = strawberry.field(description="Seconds into the call.")
+
+
+@strawberry.type(description="What the user said or typed.")
+class UserMessage(Message):
+    message: str | None = strawberry.field(description="Call-transcript text, if sent so.")
+    time: float | None = strawberry.field(description="Call-transcript start timestamp.")
+    end_time: float | None = strawberry.field(description="Call-transcript end timestamp.")
+    seconds_from_start: float | None = strawberry.field(description="Seconds into the call.")
+    duration: float | None = strawberry.field(description="How long the utterance lasted.")
+
+
+@strawberry.type(description="A function the assistant asked to call.")
+class ToolCallFunction:
+    name: str = strawberry.field(description="The function's name.")
+    arguments: str = strawberry.field(description="Its arguments, JSON-encoded.")
+
+
+@strawberry.type(description="A tool call made by the assistant.")
+class ToolCall:
+    id: str = strawberry.field(description="The call's id, answered by a ToolMessage.")
+    type: str = strawberry.field(description='The kind of tool; "function".')
+    function: ToolCallFunction = strawberry.field(description="The function called.")
+
+
+@strawberry.type(description="What the assistant said, refused or called.")
+class AssistantMessage(Message):
+    refusal: str | None = strawberry.field(description="The refusal text, if it refused.")
+    tool_calls: list[ToolCall] | None = strawberry.field(description="Tools it called.")
+    name: str | None = strawberry.field(description="The assistant's name.")
+
+
+@strawberry.type(description="The result of a tool call.")
+class ToolMessage(Message):
+    tool_call_id: str = strawberry.field(description="The tool call this answers.")
+    name: str | None = strawberry.field(description="The tool's name.")
+
+
+@strawberry.type(description="Instructions from the developer.")
+class DeveloperMessage(Message):
+    name: str | None = strawberry.field(description="The author's name.")
+
+
+def _tool_calls(calls: list[dict[str, Any]] | None) -> list[ToolCall] | None:
+    if calls is None:
+        return None
+    return [
+        ToolCall(id=c["id"], type=c["type"], function=ToolCallFunction(**c["function"]))
+        for c in calls
+    ]
+
+
+def message_from_record(record: MessageRecord) -> Message:
+    """The GraphQL message for a stored one."""
+    data: dict[str, Any] = dict(record)
+    role = data["role"]
+    common = {
+        "id": data["id"],
+        "session_id": data["session_id"],
+        "seq": data["seq"],
+        "role": MessageRole(role),
+        "content": data.get("content", data.get("message")),
+        "created_at": data["created_at"],
+        "metadata": data.get("metadata"),
+    }
+    get = data.get
+    if role == "assistant":
+        return AssistantMessage(
+            **common, refusal=get("refusal"), tool_calls=_tool_calls(get("tool_calls")),
+            name=get("name"),
+        )  # fmt: skip
+    if role == "tool":
+        return ToolMessage(**common, tool_call_id=data["tool_call_id"], name=get("name"))
+    if role == "developer":
+        return DeveloperMessage(**common, name=get("name"))
+    if role == "user":
+        return UserMessage(
+            **common, message=get("message"), time=get("time"), end_time=get("end_time"),
+            seconds_from_start=get("seconds_from_start"), duration=get("duration"),
+        )  # fmt: skip
+    return SystemMessage(
+        **common, message=get("message"), time=get("time"),
+        seconds_from_start=get("seconds_from_start"),
+    )  # fmt: skip
+
+
+@strawberry.type(description="A message and its cursor.")
+class MessageEdge:
+    cursor: str = strawberry.field(description="Pass as after/before to page from here.")
+    node: Message = strawberry.field(description="The message.")
+
+
+@strawberry.type(description="A page of a transcript, in seq order.")
+class MessageConnection:
+    edges: list[MessageEdge] = strawberry.field(description="The messages with their cursors.")
+    nodes: list[Message] = strawberry.field(description="The messages alone.")
+    page_info: PageInfo = strawberry.field(description="Where this page sits.")
+    total_count: int = strawberry.field(description="How many messages the session has.")
+
+    @classmethod
+    def of(cls, page: Page[MessageRecord], total: int) -> MessageConnection:
+        nodes = [message_from_record(m) for m in page.items]
+        cursors = [message_cursor(m.seq) for m in nodes]
+        return cls(
+            edges=[MessageEdge(cursor=c, node=n) for c, n in zip(cursors, nodes, strict=True)],
+            nodes=nodes,
+            page_info=PageInfo.of(cursors, has_next=page.has_next, has_previous=page.has_previous),
+            total_count=total,
+        )
+
+
+@strawberry.input(description="A tool call's function.")
+class ToolCallFunctionInput:
+    name: str = strawberry.field(description="At most 40 characters.")
+    arguments: str = strawberry.field(description="The arguments, a JSON-encoded string.")
+
+
+@strawberry.input(description="A tool call made by the assistant.")
+class ToolCallInput:
+    id: str = strawberry.field(description="The call's id.")
+    type: str = strawberry.field(default="function", description='"function".')
+    function: ToolCallFunctionInput = strawberry.field(description="The function called.")
+
+
+@strawberry.input(description="A system message: `content`, or a call-transcript `message`.")
+class SystemMessageInput:
+    content: str | None = strawberry.field(default=strawberry.UNSET, description="At most 10,000 characters.")
+    message: str | None = strawberry.field(default=strawberry.UNSET, description="Call-transcript text.")
+    time: float | None = strawberry.field(default=strawberry.UNSET, description="Call-transcript timestamp.")
+    seconds_from_start: float | None = strawberry.field(default=strawberry.UNSET, description="Seconds into the call.")
+    metadata: JSON | None = strawberry.field(default=strawberry.UNSET, description="Free-form data.")
+
+
+@strawberry.input(description="A user message: `content`, or a call-transcript `message`.")
+class UserMessageInput:
+    content: str | None = strawberry.field(default=strawberry.UNSET, description="At most 10,000 characters.")
+    message: str | None = strawberry.field(default=strawberry.UNSET, description="Call-transcript text.")
+    time: float | None = strawberry.field(default=strawberry.UNSET, description="Start timestamp.")
+    end_time: float | None = strawberry.field(default=strawberry.UNSET, description="End timestamp.")
+    seconds_from_start: float | None = strawberry.field(default=strawberry.UNSET, description="Seconds into the call.")
+    duration: float | None = strawberry.field(default=strawberry.UNSET, description="Length in seconds.")
+    metadata: JSON | None = strawberry.field(default=strawberry.UNSET, description="Free-form data.")
+
+
+@strawberry.input(description="An assistant message.")
+class AssistantMessageInput:
+    content: str | None = strawberry.field(default=strawberry.UNSET, description="At most 10,000 characters.")
+    refusal: str | None = strawberry.field(default=strawberry.UNSET, description="At most 10,000 characters.")
+    tool_calls: list[ToolCallInput] | None = strawberry.field(default=strawberry.UNSET, description="Tools called.")
+    name: str | None = strawberry.field(default=strawberry.UNSET, description="At most 40 characters.")
+    metadata: JSON | None = strawberry.field(default=strawberry.UNSET, description="Free-form data.")
+
+
+@strawberry.input(description="A tool's result.")
+class ToolMessageInput:
+    content: str = strawberry.field(description="The result, at most 10,000 characters.")
+    tool_call_id: str = strawberry.field(description="The tool call answered.")
+    name: str | None = strawberry.field(default=strawberry.UNSET, description="At most 40 characters.")
+    metadata: JSON | None = strawberry.field(default=strawberry.UNSET, description="Free-form data.")
+
+
+@strawberry.input(description="A developer message.")
+class DeveloperMessageInput:
+    content: str = strawberry.field(description="At most 10,000 characters.")
+    name: str | None = strawberry.field(default=strawberry.UNSET, description="At most 40 characters.")
+    metadata: JSON | None = strawberry.field(default=strawberry.UNSET, description="Free-form data.")
+
+
+@strawberry.input(one_of=True, description="One message; set exactly one role.")
+class MessageInput:
+    system: SystemMessageInput | None = strawberry.field(default=strawberry.UNSET, description="A system message.")
+    user: UserMessageInput | None = strawberry.field(default=strawberry.UNSET, description="A user message.")
+    assistant: AssistantMessageInput | None = strawberry.field(default=strawberry.UNSET, description="An assistant message.")
+    tool: ToolMessageInput | None = strawberry.field(default=strawberry.UNSET, description="A tool result.")
+    developer: DeveloperMessageInput | None = strawberry.field(default=strawberry.UNSET, description="A developer message.")

@@ -1,0 +1,318 @@
+"""Sessions: the type, its list, and the queries and mutations on it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+
+import strawberry
+
+from resolvers import messages as message_resolvers
+from resolvers import sessions as resolvers
+from resolvers.context import Info
+from resolvers.pagination import PageArgs, session_cursor
+from schema.assistant import Assistant, AssistantInput
+from schema.customer import Customer, CustomerInput
+from schema.input_values import plain
+from schema.messages import Message, MessageConnection, MessageInput, message_from_record
+from schema.pagination import PageInfo
+from schema.phone_number import PhoneNumber, PhoneNumberInput
+from storage import Page, SessionQuery, SessionRecord
+from storage.records import SessionOrderField as OrderFieldValue
+
+
+@strawberry.enum(description="Whether a session takes new messages.")
+class SessionStatus(Enum):
+    ACTIVE = "active"
+    COMPLETED = "completed"
+
+
+@strawberry.type(description="A conversation session of the caller's organization.")
+class Session:
+    id: strawberry.ID = strawberry.field(description="The session's unique id (a UUID).")
+    org_id: strawberry.ID = strawberry.field(description="The organization that owns it.")
+    created_at: datetime = strawberry.field(description="When it was created.")
+    updated_at: datetime = strawberry.field(
+        description="When it last changed, messages appended included."
+    )
+    name: str | None = strawberry.field(description="Its name, at most 40 characters.")
+    status: SessionStatus = strawberry.field(
+        description="ACTIVE until completed or expired; an expired session reads COMPLETED."
+    )
+    expiration_seconds: int = strawberry.field(
+        description="Its lifetime in seconds from creation (60 to 2,592,000)."
+    )
+    expires_at: datetime = strawberry.field(description="createdAt + expirationSeconds.")
+    assistant_id: strawberry.ID | None = strawberry.field(
+        description="The id of an assistant kept elsewhere."
+    )
+    phone_number_id: strawberry.ID | None = strawberry.field(
+        description="The id of a phone number kept elsewhere."
+    )
+    message_count: int = strawberry.field(description="How many messages it holds.")
+    record: strawberry.Private[SessionRecord]
+
+    @classmethod
+    def of(cls, record: SessionRecord) -> Session:
+        return cls(
+            id=strawberry.ID(record["id"]),
+            org_id=strawberry.ID(record["org_id"]),
+            created_at=record["created_at"],
+            updated_at=record["updated_at"],
+            name=record["name"],
+            status=SessionStatus(record["status"]),
+            expiration_seconds=record["expiration_seconds"],
+            expires_at=record["expires_at"],
+            assistant_id=record["assistant_id"],  # type: ignore[arg-type]
+            phone_number_id=record["phone_number_id"],  # type: ignore[arg-type]
+            message_count=record["message_count"],
+            record=record,
+        )
+
+    @strawberry.field(description="The assistant configuration given with the session.")
+    def assistant(self) -> Assistant | None:
+        return Assistant.from_stored(self.record["assistant"])
+
+    @strawberry.field(description="The customer.")
+    def customer(self) -> Customer | None:
+        return Customer.from_stored(self.record["customer"])
+
+    @strawberry.field(description="The Twilio phone number; its credentials are write-only.")
+    def phone_number(self) -> PhoneNumber | None:
+        return PhoneNumber.from_stored(self.record["phone_number"])
+
+    @strawberry.field(
+        description="The transcript in seq order: 50 a page by default, at most 500. "
+        "`last: 5` gives the five most recent."
+    )
+    async def messages(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> MessageConnection:
+        args = PageArgs.check(
+            first,
+            after,
+            last,
+            before,
+            default=message_resolvers.MESSAGES_PAGE_DEFAULT,
+            maximum=message_resolvers.MESSAGES_PAGE_MAX,
+        )
+        page = await message_resolvers.session_messages(info.context, self.record, args)
+        return MessageConnection.of(page, self.record["message_count"])
+
+
+@strawberry.type(description="A session and its cursor.")
+class SessionEdge:
+    cursor: str = strawberry.field(description="Pass as after/before to page from here.")
+    node: Session = strawberry.field(description="The session.")
+
+
+@strawberry.type(description="A page of sessions.")
+class SessionConnection:
+    edges: list[SessionEdge] = strawberry.field(description="The sessions with their cursors.")
+    nodes: list[Session] = strawberry.field(description="The sessions alone.")
+    page_info: PageInfo = strawberry.field(description="Where this page sits.")
+    query: strawberry.Private[SessionQuery]
+
+    @classmethod
+    def of(
+        cls, page: Page[SessionRecord], order_by: OrderFieldValue, query: SessionQuery
+    ) -> SessionConnection:
+        nodes = [Session.of(record) for record in page.items]
+        cursors = [session_cursor(order_by, r[order_by], r["id"]) for r in page.items]
+        return cls(
+            edges=[SessionEdge(cursor=c, node=n) for c, n in zip(cursors, nodes, strict=True)],
+            nodes=nodes,
+            page_info=PageInfo.of(cursors, has_next=page.has_next, has_previous=page.has_previous),
+            query=query,
+        )
+
+    @strawberry.field(description="How many sessions match the filter; counted only when asked.")
+    async def total_count(self, info: Info) -> int:
+        return await resolvers.count_sessions(info.context, self.query)
+
+
+@strawberry.input(description="Bounds on a date and time; every bound given must hold.")
+class DateTimeFilter:
+    gt: datetime | None = strawberry.field(default=strawberry.UNSET, description="After.")
+    gte: datetime | None = strawberry.field(default=strawberry.UNSET, description="At or after.")
+    lt: datetime | None = strawberry.field(default=strawberry.UNSET, description="Before.")
+    lte: datetime | None = strawberry.field(default=strawberry.UNSET, description="At or before.")
+
+
+@strawberry.input(description="Which sessions to list; every filter given must match.")
+class SessionFilter:
+    status: SessionStatus | None = strawberry.field(
+        default=strawberry.UNSET, description="ACTIVE, or COMPLETED (expired included)."
+    )
+    name: str | None = strawberry.field(default=strawberry.UNSET, description="Exact name.")
+    assistant_id: strawberry.ID | None = strawberry.field(
+        default=strawberry.UNSET, description="This assistant id."
+    )
+    assistant_id_any: list[strawberry.ID] | None = strawberry.field(
+        default=strawberry.UNSET, description="Any of these assistant ids (at most 100)."
+    )
+    phone_number_id: strawberry.ID | None = strawberry.field(
+        default=strawberry.UNSET, description="This phone number id."
+    )
+    phone_number_id_any: list[strawberry.ID] | None = strawberry.field(
+        default=strawberry.UNSET, description="Any of these phone number ids (at most 100)."
+    )
+    id_any: list[strawberry.ID] | None = strawberry.field(
+        default=strawberry.UNSET, description="Any of these session ids (at most 100)."
+    )
+    customer_number: str | None = strawberry.field(
+        default=strawberry.UNSET, description="This customer phone number."
+    )
+    customer_number_any: list[str] | None = strawberry.field(
+        default=strawberry.UNSET, description="Any of these customer numbers (at most 100)."
+    )
+    created_at: DateTimeFilter | None = strawberry.field(
+        default=strawberry.UNSET, description="Bounds on the creation time."
+    )
+    updated_at: DateTimeFilter | None = strawberry.field(
+        default=strawberry.UNSET, description="Bounds on the last change."
+    )
+
+
+@strawberry.enum(description="What sessions are ordered by.")
+class SessionOrderField(Enum):
+    CREATED_AT = "created_at"
+    UPDATED_AT = "updated_at"
+
+
+@strawberry.enum(description="Ascending or descending.")
+class SortDirection(Enum):
+    ASC = "asc"
+    DESC = "desc"
+
+
+@strawberry.input(description="The order of a session list; ties are broken by id.")
+class SessionOrder:
+    field: SessionOrderField = strawberry.field(
+        default=SessionOrderField.CREATED_AT, description="The time to order by."
+    )
+    direction: SortDirection = strawberry.field(
+        default=SortDirection.DESC, description="Newest first by default."
+    )
+
+
+@strawberry.input(description="A new session; every field is optional.")
+class CreateSessionInput:
+    name: str | None = strawberry.field(
+        default=strawberry.UNSET, description="At most 40 characters."
+    )
+    status: SessionStatus | None = strawberry.field(
+        default=strawberry.UNSET, description="ACTIVE by default."
+    )
+    expiration_seconds: int | None = strawberry.field(
+        default=strawberry.UNSET, description="60 to 2,592,000; 86,400 (a day) by default."
+    )
+    assistant_id: strawberry.ID | None = strawberry.field(
+        default=strawberry.UNSET, description="An assistant kept elsewhere."
+    )
+    assistant: AssistantInput | None = strawberry.field(
+        default=strawberry.UNSET, description="An assistant configuration."
+    )
+    customer: CustomerInput | None = strawberry.field(
+        default=strawberry.UNSET, description="The customer."
+    )
+    phone_number_id: strawberry.ID | None = strawberry.field(
+        default=strawberry.UNSET, description="A phone number kept elsewhere."
+    )
+    phone_number: PhoneNumberInput | None = strawberry.field(
+        default=strawberry.UNSET, description="A Twilio phone number."
+    )
+    messages: list[MessageInput] | None = strawberry.field(
+        default=strawberry.UNSET, description="Initial messages (at most 100), seq 1..n."
+    )
+
+
+@strawberry.input(description="Changes to a session; fields left out stay as they are.")
+class UpdateSessionInput:
+    name: str | None = strawberry.field(
+        default=strawberry.UNSET, description="A new name; null clears it."
+    )
+    status: SessionStatus | None = strawberry.field(
+        default=strawberry.UNSET, description="A new status."
+    )
+    expiration_seconds: int | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="A new lifetime (60 to 2,592,000), counted from createdAt.",
+    )
+
+
+@strawberry.type
+class SessionQueries:
+    @strawberry.field(description="A session by id; null when absent or another org's.")
+    async def session(self, info: Info, id: strawberry.ID) -> Session | None:
+        record = await resolvers.session_by_id(info.context, id)
+        return None if record is None else Session.of(record)
+
+    @strawberry.field(
+        description="The organization's sessions, newest first by default: 20 a page, "
+        "at most 100."
+    )
+    async def sessions(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        filter: SessionFilter | None = None,
+        order_by: SessionOrder | None = None,
+    ) -> SessionConnection:
+        args = PageArgs.check(
+            first,
+            after,
+            last,
+            before,
+            default=resolvers.SESSIONS_PAGE_DEFAULT,
+            maximum=resolvers.SESSIONS_PAGE_MAX,
+        )
+        query = resolvers.session_query(plain(filter) if filter else None)
+        order = order_by or SessionOrder()
+        order_field: OrderFieldValue = order.field.value
+        page = await resolvers.list_sessions(
+            info.context, args, query, order_field, order.direction is SortDirection.DESC
+        )
+        return SessionConnection.of(page, order_field, query)
+
+
+@strawberry.type
+class SessionMutations:
+    @strawberry.mutation(description="Create a session, with initial messages if given.")
+    async def create_session(self, info: Info, input: CreateSessionInput) -> Session:
+        record, _ = await resolvers.create_session(info.context, plain(input))
+        return Session.of(record)
+
+    @strawberry.mutation(description="Change a session's name, status or expiration.")
+    async def update_session(
+        self, info: Info, id: strawberry.ID, input: UpdateSessionInput
+    ) -> Session:
+        return Session.of(await resolvers.update_session(info.context, id, plain(input)))
+
+    @strawberry.mutation(description="Delete a session and its messages; returns it as it was.")
+    async def delete_session(self, info: Info, id: strawberry.ID) -> Session:
+        return Session.of(await resolvers.delete_session(info.context, id))
+
+    @strawberry.mutation(
+        description="Append 1 to 100 messages in order. With an idempotencyKey, a retry "
+        "returns the messages of the first call instead of appending again."
+    )
+    async def add_messages(
+        self,
+        info: Info,
+        session_id: strawberry.ID,
+        messages: list[MessageInput],
+        idempotency_key: str | None = None,
+    ) -> list[Message]:
+        records = await message_resolvers.add_messages(
+            info.context, session_id, [plain(m) for m in messages], idempotency_key
+        )
+        return [message_from_record(r) for r in records]

@@ -1,0 +1,93 @@
+"""The application factory: `create_app(settings)` builds the whole Starlette app.
+
+Nothing here does I/O at import time. The lifespan starts the embedded database when no
+`MONGODB_URI` is given, opens the MongoDB client, creates indexes, and closes it all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route
+
+from schema import create_schema
+from sessiongraph.auth import KeyVerifier
+from sessiongraph.dev_key import announce_development_key
+from sessiongraph.embedded import EmbeddedDatabase
+from sessiongraph.graphql_http import GraphQLHTTP, Services
+from sessiongraph.settings import Settings
+from storage import ApiKeyStore, Database, MessageStore, SessionStore
+
+log = logging.getLogger("sessiongraph")
+
+READY_TIMEOUT_SECONDS = 2.0
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """Build the app for `settings` (read from the environment when not given)."""
+    settings = settings or Settings()
+    schema = create_schema()
+    graphql_http = GraphQLHTTP(
+        schema, graphiql=settings.graphiql, max_body_bytes=settings.max_body_bytes
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        embedded: EmbeddedDatabase | None = None
+        uri = settings.mongodb_uri
+        if uri is None:
+            embedded = EmbeddedDatabase(
+                command=settings.embedded_command,
+                data_dir=settings.embedded_data_dir,
+                port=settings.embedded_port,
+                start_timeout=settings.embedded_start_timeout_seconds,
+            )
+            await embedded.start_async()
+            uri = embedded.uri
+        try:
+            db = await Database.connect(
+                uri, settings.db_name, driver=settings.driver, timeout_ms=settings.db_timeout_ms
+            )
+            await db.ensure_indexes()
+            keys = ApiKeyStore(db)
+            services = Services(
+                sessions=SessionStore(db),
+                messages=MessageStore(db),
+                verifier=KeyVerifier(keys, settings.auth_cache_seconds),
+            )
+            if embedded is not None:
+                await announce_development_key(keys, settings)
+            app.state.database = db
+            try:
+                yield {"services": services, "database": db}
+            finally:
+                await db.close()
+        finally:
+            if embedded is not None:
+                await embedded.stop_async()
+
+    async def healthz(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    async def readyz(request: Request) -> JSONResponse:
+        try:
+            await asyncio.wait_for(request.state.database.ping(), READY_TIMEOUT_SECONDS)
+        except Exception as error:  # noqa: BLE001 - any failure means not ready
+            return JSONResponse({"ready": False, "database": str(error)[:200]}, status_code=503)
+        return JSONResponse({"ready": True})
+
+    return Starlette(
+        routes=[
+            Route("/graphql", graphql_http.handle, methods=["GET", "POST"]),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+        ],
+        lifespan=lifespan,
+    )

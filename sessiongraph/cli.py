@@ -1,0 +1,172 @@
+"""The `sessiongraph` command: serve, manage API keys, export the schema."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from pydantic import ValidationError
+
+from sessiongraph.embedded import EmbeddedDatabase, EmbeddedDatabaseError, port_answers
+from sessiongraph.settings import Settings
+from storage import ApiKeyNotFound, ApiKeyStore, Database
+
+ORG_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def _org(value: str) -> str:
+    if not ORG_ID.match(value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: an organization id is 1 to 64 letters, digits, '_', '.' or '-'"
+        )
+    return value
+
+
+@asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[Database]:
+    """The configured database; the embedded one is reused if running, else started briefly."""
+    embedded: EmbeddedDatabase | None = None
+    uri = settings.mongodb_uri
+    if uri is None:
+        embedded = EmbeddedDatabase(
+            command=settings.embedded_command,
+            data_dir=settings.embedded_data_dir,
+            port=settings.embedded_port,
+        )
+        if port_answers(embedded.host, embedded.port):
+            embedded = None  # a running server owns it; talk to that one
+        else:
+            await embedded.start_async()
+        uri = f"mongodb://127.0.0.1:{settings.embedded_port}/?directConnection=true"
+    try:
+        db = await Database.connect(
+            uri, settings.db_name, driver=settings.driver, timeout_ms=settings.db_timeout_ms
+        )
+        try:
+            await db.ensure_indexes()
+            yield db
+        finally:
+            await db.close()
+    finally:
+        if embedded is not None:
+            await embedded.stop_async()
+
+
+async def _keys_create(settings: Settings, args: argparse.Namespace) -> int:
+    async with _database(settings) as db:
+        record, key = await ApiKeyStore(db).create(args.org, args.name)
+    print(f"Created key {record['id']} for organization {record['org_id']!r}.")
+    print("Keep it safe: it is shown only now. The key:")
+    print(key)
+    return 0
+
+
+async def _keys_list(settings: Settings, args: argparse.Namespace) -> int:
+    async with _database(settings) as db:
+        records = await ApiKeyStore(db).list(args.org)
+    if not records:
+        print(f"No keys for organization {args.org!r}.")
+    for r in records:
+        state = f"revoked {r['revoked_at']:%Y-%m-%d %H:%M}" if r["revoked_at"] else "active"
+        print(f"{r['id']}  {r['prefix']}…  {r['created_at']:%Y-%m-%d %H:%M}  {state}  {r['name'] or ''}")
+    return 0
+
+
+async def _keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    async with _database(settings) as db:
+        try:
+            record = await ApiKeyStore(db).revoke(args.id)
+        except ApiKeyNotFound as error:
+            print(error, file=sys.stderr)
+            return 1
+    print(f"Revoked key {record['id']} of organization {record['org_id']!r}.")
+    return 0
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    # The app factory reads settings from the environment, in every worker.
+    os.environ["SESSIONGRAPH_HOST"] = args.host or settings.host
+    os.environ["SESSIONGRAPH_PORT"] = str(args.port or settings.port)
+    if args.workers > 1 and settings.embedded:
+        print(
+            "--workers above 1 needs MONGODB_URI: the embedded database serves one process.",
+            file=sys.stderr,
+        )
+        return 2
+    uvicorn.run(
+        "sessiongraph.app:create_app",
+        factory=True,
+        host=os.environ["SESSIONGRAPH_HOST"],
+        port=int(os.environ["SESSIONGRAPH_PORT"]),
+        workers=args.workers,
+        log_level=settings.log_level.lower(),
+        ws_per_message_deflate=False,
+    )
+    return 0
+
+
+def _export_schema(settings: Settings, args: argparse.Namespace) -> int:
+    from schema import schema_sdl
+
+    sys.stdout.write(schema_sdl())
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sessiongraph", description="GraphQL API for conversation sessions."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="Run the server.")
+    serve.add_argument("--host", help="Interface to listen on (default SESSIONGRAPH_HOST).")
+    serve.add_argument("--port", type=int, help="Port to listen on (default SESSIONGRAPH_PORT).")
+    serve.add_argument("--workers", type=int, default=1, help="Worker processes (default 1).")
+    serve.set_defaults(run=_serve)
+
+    keys = commands.add_parser("keys", help="Manage API keys.")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = key_commands.add_parser("create", help="Create a key; prints it on the last line.")
+    create.add_argument("--org", required=True, type=_org, help="The organization it belongs to.")
+    create.add_argument("--name", help="A label for the key.")
+    create.set_defaults(run=_keys_create)
+    listing = key_commands.add_parser("list", help="List an organization's keys.")
+    listing.add_argument("--org", required=True, type=_org, help="The organization.")
+    listing.set_defaults(run=_keys_list)
+    revoke = key_commands.add_parser("revoke", help="Revoke a key by id.")
+    revoke.add_argument("id", help="The key id (key_...), as `keys list` shows.")
+    revoke.set_defaults(run=_keys_revoke)
+
+    export = commands.add_parser("export-schema", help="Print the schema in GraphQL SDL.")
+    export.set_defaults(run=_export_schema)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `sessiongraph` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        print(f"Invalid configuration:\n{error}", file=sys.stderr)
+        return 2
+    run: Callable[[Settings, argparse.Namespace], int | Awaitable[int]] = args.run
+    try:
+        outcome = run(settings, args)
+        if not isinstance(outcome, int):
+            outcome = asyncio.run(outcome)  # type: ignore[arg-type]
+    except EmbeddedDatabaseError as error:
+        print(error, file=sys.stderr)
+        return 1
+    return outcome
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""GraphQL over HTTP, as the GraphQL-over-HTTP specification describes it.
+
+POST with a JSON body runs an operation. The response is `application/graphql-response+json`
+when the client accepts it (request errors then get status 400) and `application/json`
+otherwise (always 200 once the request is well formed). GET from a browser serves GraphiQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import strawberry
+from graphql import GraphQLError
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from strawberry.exceptions import MissingQueryError
+from strawberry.http.ides import get_graphql_ide_html
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types.execution import ExecutionResult, PreExecutionError
+
+from resolvers.context import Context
+from sessiongraph.auth import KeyVerifier, bearer_key
+from storage import MessageStore, SessionStore, is_database_unavailable
+
+log = logging.getLogger("sessiongraph.http")
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+JSON = "application/json"
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+EXAMPLE_OPERATION = """# Welcome to sessiongraph. Put your API key in the Headers tab below:
+#   {"Authorization": "Bearer sg_..."}
+# then run this (Ctrl-Enter).
+
+query RecentSessions {
+  sessions(first: 5) {
+    totalCount
+    nodes {
+      id
+      name
+      status
+      messageCount
+      messages(last: 3) { nodes { seq role content } }
+    }
+  }
+}
+"""
+
+
+def graphiql_page() -> str:
+    """Strawberry's GraphiQL page with our title, example and a header template."""
+    html = get_graphql_ide_html("graphiql")
+    start = html.index("const EXAMPLE_QUERY = `") + len("const EXAMPLE_QUERY = `")
+    end = html.index("`;", start)
+    html = html[:start] + EXAMPLE_OPERATION + html[end:]
+    return html.replace("<title>Strawberry GraphiQL</title>", "<title>sessiongraph</title>").replace(
+        "headers: headers,",
+        'headers: headers, defaultHeaders: \'{"Authorization": "Bearer YOUR_API_KEY"}\',',
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What requests need from the running app; built by the lifespan."""
+
+    sessions: SessionStore
+    messages: MessageStore
+    verifier: KeyVerifier
+
+
+class HttpProblem(Exception):
+    """A request rejected before execution, with its status and code."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.headers = headers or {}
+
+
+def _negotiate(accept: str | None) -> str:
+    """The response media type for an Accept header, or HttpProblem 406."""
+    if not accept:
+        return JSON
+    offered = []
+    for part in accept.split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if q > 0:
+            offered.append((q, media.lower()))
+    offered.sort(key=lambda item: -item[0])
+    for _, media in offered:
+        if media == GRAPHQL_RESPONSE:
+            return GRAPHQL_RESPONSE
+        if media in (JSON, "application/*", "*/*"):
+            return JSON
+    raise HttpProblem(
+        406, "NOT_ACCEPTABLE", f"Accept {accept!r}: responses are {GRAPHQL_RESPONSE} or {JSON}."
+    )
+
+
+def _body_fields(body: Any) -> tuple[str, dict[str, Any] | None, str | None]:
+    if isinstance(body, list):
+        raise HttpProblem(400, "BAD_REQUEST", "Batched requests are not supported; send one operation per request.")
+    if not isinstance(body, dict):
+        raise HttpProblem(400, "BAD_REQUEST", "The body must be a JSON object.")
+    query, variables, name = body.get("query"), body.get("variables"), body.get("operationName")
+    if not isinstance(query, str) or not query.strip():
+        raise HttpProblem(400, "BAD_REQUEST", "The body needs a non-empty string `query`.")
+    if variables is not None and not isinstance(variables, dict):
+        raise HttpProblem(400, "BAD_REQUEST", "`variables` must be a JSON object or null.")
+    if name is not None and not isinstance(name, str):
+        raise HttpProblem(400, "BAD_REQUEST", "`operationName` must be a string or null.")
+    return query, variables, name
+
+
+def _is_request_error(result: ExecutionResult) -> bool:
+    """Whether the result is a request error: nothing executed, so no `data` entry."""
+    if isinstance(result, PreExecutionError):
+        return True
+    return result.data is None and bool(result.errors) and all(not e.path for e in result.errors)
+
+
+def _error_body(message: str, code: str, request_id: str) -> dict[str, Any]:
+    return {"errors": [{"message": message, "extensions": {"code": code, "requestId": request_id}}]}
+
+
+class GraphQLHTTP:
+    """The `/graphql` HTTP endpoint."""
+
+    def __init__(
+        self, schema: strawberry.Schema, *, graphiql: bool, max_body_bytes: int
+    ) -> None:
+        self.schema = schema
+        self.graphiql_html = graphiql_page() if graphiql else None
+        self.max_body_bytes = max_body_bytes
+
+    async def handle(self, request: Request) -> Response:
+        """Serve one request to /graphql."""
+        incoming = request.headers.get("x-request-id", "")
+        request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        media_type = JSON
+        try:
+            if request.method == "GET":
+                return self._get(request, request_id)
+            media_type = _negotiate(request.headers.get("accept"))
+            return await self._post(request, request_id, media_type)
+        except HttpProblem as problem:
+            return self._respond(
+                _error_body(str(problem), problem.code, request_id),
+                problem.status,
+                media_type,
+                request_id,
+                problem.headers,
+            )
+
+    def _get(self, request: Request, request_id: str) -> Response:
+        accept = request.headers.get("accept", "")
+        if self.graphiql_html is not None and "text/html" in accept:
+            return HTMLResponse(self.graphiql_html, headers={"X-Request-ID": request_id})
+        raise HttpProblem(
+            405,
+            "METHOD_NOT_ALLOWED",
+            "Send operations with POST and a JSON body; GET only serves GraphiQL to browsers.",
+            {"Allow": "POST"},
+        )
+
+    async def _post(self, request: Request, request_id: str, media_type: str) -> Response:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != JSON:
+            # Only JSON bodies: a browser cannot send one cross-site without a CORS preflight.
+            raise HttpProblem(
+                415, "UNSUPPORTED_MEDIA_TYPE", f"Content-Type must be {JSON}, got {content_type!r}."
+            )
+        services: Services = request.state.services
+        try:
+            org_id = await services.verifier.organization_of(
+                bearer_key(request.headers.get("authorization"))
+            )
+        except Exception as error:
+            if not is_database_unavailable(error):
+                raise
+            raise HttpProblem(
+                503, "SERVICE_UNAVAILABLE", "The database is unavailable; try again shortly.",
+                {"Retry-After": "5"},
+            ) from None  # fmt: skip
+        if org_id is None:
+            raise HttpProblem(
+                401,
+                "UNAUTHENTICATED",
+                "A valid API key is required: send `Authorization: Bearer <key>`.",
+                {"WWW-Authenticate": 'Bearer realm="sessiongraph"'},
+            )
+        query, variables, operation_name = _body_fields(await self._json_body(request))
+        context = Context(
+            org_id=org_id,
+            request_id=request_id,
+            sessions=services.sessions,
+            messages=services.messages,
+        )
+        try:
+            result = await self.schema.execute(
+                query, variables, context, operation_name=operation_name
+            )
+        except InvalidOperationTypeError:
+            raise HttpProblem(
+                400, "BAD_REQUEST", "Subscriptions run over a websocket on this path, not POST."
+            ) from None
+        except (CannotGetOperationTypeError, MissingQueryError):
+            raise HttpProblem(
+                400, "BAD_REQUEST", f"No operation named {operation_name!r} in the document."
+            ) from None
+        status = 400 if media_type == GRAPHQL_RESPONSE and _is_request_error(result) else 200
+        body: dict[str, Any] = {}
+        if not _is_request_error(result):
+            body["data"] = result.data
+        if result.errors:
+            body["errors"] = [_formatted(e) for e in result.errors]
+        return self._respond(body, status, media_type, request_id)
+
+    async def _json_body(self, request: Request) -> Any:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise HttpProblem(413, "PAYLOAD_TOO_LARGE", f"The body exceeds {self.max_body_bytes} bytes.")
+        chunks = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise HttpProblem(413, "PAYLOAD_TOO_LARGE", f"The body exceeds {self.max_body_bytes} bytes.")
+            chunks.append(chunk)
+        try:
+            return orjson.loads(b"".join(chunks))
+        except orjson.JSONDecodeError as error:
+            raise HttpProblem(400, "BAD_REQUEST", f"The body is not valid JSON: {error}.") from None
+
+    @staticmethod
+    def _respond(
+        body: dict[str, Any],
+        status: int,
+        media_type: str,
+        request_id: str,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        return Response(
+            orjson.dumps(body),
+            status_code=status,
+            media_type=media_type,
+            headers={"X-Request-ID": request_id, **(headers or {})},
+        )
+
+
+def _formatted(error: GraphQLError) -> dict[str, Any]:
+    formatted: dict[str, Any] = dict(error.formatted)
+    return formatted

@@ -1,0 +1,67 @@
+"""Settings, read once from the environment and validated at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Every knob of the server. Environment variables use the `SESSIONGRAPH_` prefix,
+    except `MONGODB_URI`, which keeps its conventional name."""
+
+    model_config = SettingsConfigDict(env_prefix="SESSIONGRAPH_", extra="ignore", frozen=True)
+
+    mongodb_uri: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MONGODB_URI", "SESSIONGRAPH_MONGODB_URI"),
+        description="MongoDB connection string; unset starts the embedded SecantusDB.",
+    )
+    db_name: str = Field(default="sessiongraph", pattern=r"^[A-Za-z0-9_-]{1,63}$")
+    driver: Literal["pymongo", "motor"] = "pymongo"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    embedded_data_dir: Path = PROJECT_ROOT / "data" / "secantus"
+    embedded_port: int = Field(default=27117, ge=0, le=65535)
+    embedded_command: str = "secantusd-py"
+    embedded_start_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    db_timeout_ms: int = Field(
+        default=5000,
+        ge=100,
+        description="Server selection and connect timeout: how long a request waits "
+        "for an unreachable database before failing with SERVICE_UNAVAILABLE.",
+    )
+    auth_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long a verified API key is trusted before it is checked again; "
+        "a revoked key stops working at most this long after revocation.",
+    )
+    graphiql: bool = True
+    introspection: bool = True
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    dev_key_file: Path = PROJECT_ROOT / "data" / "dev-api-key"
+
+    @field_validator("mongodb_uri")
+    @classmethod
+    def _check_uri(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        if not value.startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError(
+                f"MONGODB_URI must start with mongodb:// or mongodb+srv://, got {value!r}"
+            )
+        return value
+
+    @property
+    def embedded(self) -> bool:
+        """True when the server runs its own SecantusDB instead of a given MongoDB."""
+        return self.mongodb_uri is None

@@ -1,0 +1,50 @@
+"""Everything that talks to MongoDB. No other package imports the driver."""
+
+from storage.api_keys import ApiKeyRecord, ApiKeyStore
+from storage.database import Database, is_database_error, is_database_unavailable
+from storage.errors import (
+    ApiKeyNotFound,
+    DatabaseUnavailable,
+    IdempotencyKeyReused,
+    SessionClosed,
+    SessionNotFound,
+    StorageError,
+)
+from storage.messages import MessageStore
+from storage.records import (
+    MessageRecord,
+    NewMessage,
+    NewSession,
+    Page,
+    SessionChanges,
+    SessionPosition,
+    SessionQuery,
+    SessionRecord,
+    TimeRange,
+)
+from storage.sessions import SessionStore
+
+__all__ = [
+    "ApiKeyNotFound",
+    "ApiKeyRecord",
+    "ApiKeyStore",
+    "Database",
+    "DatabaseUnavailable",
+    "IdempotencyKeyReused",
+    "MessageRecord",
+    "MessageStore",
+    "NewMessage",
+    "NewSession",
+    "Page",
+    "SessionChanges",
+    "SessionClosed",
+    "SessionNotFound",
+    "SessionPosition",
+    "SessionQuery",
+    "SessionRecord",
+    "SessionStore",
+    "StorageError",
+    "TimeRange",
+    "is_database_error",
+    "is_database_unavailable",
+]

@@ -1,0 +1,163 @@
+"""Messages: one document per message, numbered 1, 2, 3… within their session."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import datetime
+from typing import Any
+
+import orjson
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from storage.clock import utc_now
+from storage.database import Database, to_list
+from storage.errors import IdempotencyKeyReused, SessionClosed, SessionNotFound
+from storage.records import MessageRecord, NewMessage
+
+SeqRange = tuple[str, int, int]
+"""A session id and an inclusive range of sequence numbers."""
+
+
+def message_documents(
+    org_id: str, session_id: str, first_seq: int, messages: list[NewMessage], now: datetime
+) -> list[dict[str, Any]]:
+    """The documents to insert for `messages`, numbered from `first_seq` in order."""
+    return [
+        {
+            "_id": str(uuid.uuid4()),
+            "session_id": session_id,
+            "org_id": org_id,
+            "seq": first_seq + offset,
+            "role": message["role"],
+            **message["fields"],
+            "created_at": now,
+        }
+        for offset, message in enumerate(messages)
+    ]
+
+
+def message_from_document(doc: dict[str, Any]) -> MessageRecord:
+    """Map a stored message document to a record."""
+    record = dict(doc)
+    record["id"] = record.pop("_id")
+    return record  # type: ignore[return-value]
+
+
+def _digest(messages: list[NewMessage]) -> str:
+    return hashlib.sha256(orjson.dumps(messages, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+class MessageStore:
+    """Appends to and reads from the `messages` collection."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def append(
+        self,
+        org_id: str,
+        session_id: str,
+        messages: list[NewMessage],
+        idempotency_key: str | None = None,
+    ) -> list[MessageRecord]:
+        """Append `messages` in order after the session's last message, all or nothing.
+
+        The session's `message_count` is incremented atomically, which reserves a block of
+        sequence numbers no concurrent append can share. With an idempotency key, a retry of
+        the same batch returns the messages stored the first time instead of appending again.
+        """
+        digest = _digest(messages) if idempotency_key is not None else ""
+        if idempotency_key is not None:
+            replay = await self._replay(org_id, session_id, idempotency_key, digest)
+            if replay is not None:
+                return replay
+        count = len(messages)
+
+        async def write(session: Any) -> list[dict[str, Any]]:
+            now = utc_now()
+            doc = await self._db.sessions.find_one_and_update(
+                {"_id": session_id, "org_id": org_id, "status": "active", "expires_at": {"$gt": now}},
+                {"$inc": {"message_count": count}, "$set": {"updated_at": now}},
+                projection={"message_count": 1},
+                return_document=ReturnDocument.AFTER,
+                session=session,
+            )
+            if doc is None:
+                raise await self._not_appendable(org_id, session_id, now, session)
+            first_seq = doc["message_count"] - count + 1
+            if idempotency_key is not None:
+                await self._db.idempotency.insert_one(
+                    {
+                        "_id": f"{org_id}:{session_id}:{idempotency_key}",
+                        "org_id": org_id,
+                        "session_id": session_id,
+                        "first_seq": first_seq,
+                        "count": count,
+                        "digest": digest,
+                        "created_at": now,
+                    },
+                    session=session,
+                )
+            docs = message_documents(org_id, session_id, first_seq, messages, now)
+            await self._db.messages.insert_many(docs, session=session)
+            return docs
+
+        try:
+            docs = await self._db.in_transaction(write)
+        except DuplicateKeyError:
+            if idempotency_key is None:
+                raise
+            # A concurrent request with the same key committed first.
+            replay = await self._replay(org_id, session_id, idempotency_key, digest)
+            if replay is None:
+                raise
+            return replay
+        return [message_from_document(doc) for doc in docs]
+
+    async def _replay(
+        self, org_id: str, session_id: str, key: str, digest: str
+    ) -> list[MessageRecord] | None:
+        earlier = await self._db.idempotency.find_one({"_id": f"{org_id}:{session_id}:{key}"})
+        if earlier is None:
+            return None
+        if earlier["digest"] != digest:
+            raise IdempotencyKeyReused(key)
+        last_seq = earlier["first_seq"] + earlier["count"] - 1
+        found = await self.in_ranges(org_id, [(session_id, earlier["first_seq"], last_seq)])
+        return found.get(session_id, [])
+
+    async def _not_appendable(
+        self, org_id: str, session_id: str, now: datetime, session: Any
+    ) -> Exception:
+        doc = await self._db.sessions.find_one(
+            {"_id": session_id, "org_id": org_id},
+            {"status": 1, "expires_at": 1},
+            session=session,
+        )
+        if doc is None:
+            return SessionNotFound(session_id)
+        reason = "completed" if doc["status"] == "completed" else "expired"
+        return SessionClosed(session_id, reason)
+
+    async def in_ranges(
+        self, org_id: str, ranges: list[SeqRange]
+    ) -> dict[str, list[MessageRecord]]:
+        """The messages of several sessions at once, each within its seq range, by session.
+
+        One query serves any number of sessions: the unique (session_id, seq) index answers
+        each range directly.
+        """
+        wanted = [(sid, lo, hi) for sid, lo, hi in ranges if lo <= hi]
+        if not wanted:
+            return {}
+        clauses = [{"session_id": sid, "seq": {"$gte": lo, "$lte": hi}} for sid, lo, hi in wanted]
+        match: dict[str, Any] = clauses[0] if len(clauses) == 1 else {"$or": clauses}
+        cursor = self._db.messages.find({**match, "org_id": org_id}).sort(
+            [("session_id", ASCENDING), ("seq", ASCENDING)]
+        )
+        found: dict[str, list[MessageRecord]] = {}
+        for doc in await to_list(cursor):
+            found.setdefault(doc["session_id"], []).append(message_from_document(doc))
+        return found

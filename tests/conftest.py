@@ -1,0 +1,120 @@
+"""Test fixtures: a real database over TCP and a real server over HTTP.
+
+Without MONGODB_URI the suite starts its own SecantusDB (in memory, on a free port, with
+test commands enabled); with MONGODB_URI it uses that server, in a database of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+
+from sessiongraph.app import create_app
+from sessiongraph.embedded import EmbeddedDatabase, free_port
+from sessiongraph.settings import Settings
+from storage import ApiKeyStore, Database
+from tests.api_client import ApiClient
+
+
+@pytest.fixture(scope="session")
+def mongo_uri() -> Iterator[str]:
+    """A MongoDB wire-protocol server for the whole run."""
+    given = os.environ.get("MONGODB_URI")
+    if given:
+        yield given
+        return
+    server = EmbeddedDatabase(data_dir=None, extra_args=("--enable-test-commands",))
+    server.start()
+    try:
+        yield server.uri
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def db_name() -> str:
+    return f"sessiongraph_test_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def settings(mongo_uri: str, db_name: str) -> Settings:
+    return Settings(
+        mongodb_uri=mongo_uri,
+        db_name=db_name,
+        auth_cache_seconds=0,
+        port=free_port(),
+        db_timeout_ms=5000,
+    )
+
+
+@pytest.fixture(scope="session")
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    """A direct connection, for arranging state and checking what was stored."""
+    assert settings.mongodb_uri is not None
+    db = await Database.connect(settings.mongodb_uri, settings.db_name)
+    await db.ensure_indexes()
+    yield db
+    await db.client.drop_database(settings.db_name)
+    await db.close()
+
+
+@pytest.fixture(scope="session")
+async def server(settings: Settings, database: Database) -> AsyncIterator[str]:
+    """The app served by uvicorn on a free port; yields its base URL."""
+    config = uvicorn.Config(
+        create_app(settings),
+        host="127.0.0.1",
+        port=settings.port,
+        log_level="warning",
+        ws_per_message_deflate=False,
+    )
+    instance = uvicorn.Server(config)
+    task = asyncio.create_task(instance.serve())
+    while not instance.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    yield f"http://127.0.0.1:{settings.port}"
+    instance.should_exit = True
+    await task
+
+
+async def new_org_key(database: Database) -> tuple[str, str]:
+    """A fresh organization and an API key for it."""
+    org_id = f"org-{uuid.uuid4().hex[:10]}"
+    _, key = await ApiKeyStore(database).create(org_id, "test")
+    return org_id, key
+
+
+@pytest.fixture
+async def org(database: Database) -> tuple[str, str]:
+    """(org_id, key) of an organization of its own for this test."""
+    return await new_org_key(database)
+
+
+@pytest.fixture
+async def api(server: str, org: tuple[str, str]) -> AsyncIterator[ApiClient]:
+    """A client of the running server, authenticated as this test's organization."""
+    async with ApiClient(server, org[1]) as client:
+        yield client
+
+
+@pytest.fixture
+async def other_api(server: str, database: Database) -> AsyncIterator[ApiClient]:
+    """A client of a second, unrelated organization."""
+    _, key = await new_org_key(database)
+    async with ApiClient(server, key) as client:
+        yield client
+
+
+def pytest_collection_modifyitems(items: list[Any]) -> None:
+    # Every test shares the session's event loop, where the server runs.
+    for item in items:
+        if isinstance(item, pytest.Function) and asyncio.iscoroutinefunction(item.obj):
+            item.add_marker(pytest.mark.asyncio(loop_scope="session"))
