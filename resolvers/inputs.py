@@ -241,7 +241,11 @@ class PhoneNumberInput(Input):
     fallback_destination: FallbackDestinationInput | None = None
     hooks: Annotated[list[dict[str, Any]], Field(max_length=20)] | None = None
 
-    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("twilioAuthToken", "twilioApiKey", "twilioApiSecret")
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = (
+        "twilioAuthToken",
+        "twilioApiKey",
+        "twilioApiSecret",
+    )
 
     def public_and_secrets(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """Split into what reads may show and the write-only secrets (with server headers)."""

@@ -36,9 +36,7 @@ class PageArgs:
     ) -> PageArgs:
         """Reject sizes out of range and `first` with `last`; default to the first page."""
         if first is not None and last is not None:
-            raise BadUserInput(
-                "Pass either first or last, not both.", fields=["first", "last"]
-            )
+            raise BadUserInput("Pass either first or last, not both.", fields=["first", "last"])
         for name, size in (("first", first), ("last", last)):
             if size is not None and not 0 <= size <= maximum:
                 raise BadUserInput(
@@ -81,8 +79,7 @@ def session_position(cursor: str | None, argument: str, order_by: str) -> Sessio
             return SessionPosition(datetime.fromtimestamp(millis / 1000, UTC), session_id)
         case ["s", str(field), int(), str()]:
             raise BadUserInput(
-                f"{argument}: the cursor comes from a list ordered by {field}, "
-                f"not {order_by}.",
+                f"{argument}: the cursor comes from a list ordered by {field}, not {order_by}.",
                 fields=[argument],
             )
     raise BadUserInput(f"{argument} = {cursor[:60]!r}: not a session cursor.", fields=[argument])

@@ -37,7 +37,9 @@ class Mutation(SessionMutations):
     pass
 
 
-def create_schema(extra_extensions: Sequence[Callable[[], SchemaExtension]] = ()) -> strawberry.Schema:
+def create_schema(
+    extra_extensions: Sequence[Callable[[], SchemaExtension]] = (),
+) -> strawberry.Schema:
     """The schema with its guards: parser and validation caches (bounded), limits on depth,
     tokens and aliases, and error coding and masking."""
     extensions: list[Callable[[], SchemaExtension]] = [

@@ -30,20 +30,20 @@ class ProviderConfig:
     config: JSON = strawberry.field(description="The whole component configuration.")
 
     @classmethod
-    def from_stored(cls, data: dict[str, Any] | None, main_keys: tuple[str, ...]) -> ProviderConfig | None:
+    def from_stored(
+        cls, data: dict[str, Any] | None, main_keys: tuple[str, ...]
+    ) -> ProviderConfig | None:
         if data is None:
             return None
         name = next((data[key] for key in main_keys if isinstance(data.get(key), str)), None)
-        return cls(provider=data["provider"], name=name, config=data)
+        return cls(provider=data["provider"], name=name, config=JSON(data))
 
 
 @strawberry.type(description="How the session's assistant behaves, as configured by the client.")
 class Assistant:
     name: str | None = strawberry.field(description="The assistant's name (at most 40 characters).")
     first_message: str | None = strawberry.field(description="What the assistant says first.")
-    first_message_mode: FirstMessageMode | None = strawberry.field(
-        description="Who speaks first."
-    )
+    first_message_mode: FirstMessageMode | None = strawberry.field(description="Who speaks first.")
     max_duration_seconds: int | None = strawberry.field(
         description="The longest a call may last, 10 to 43,200 seconds."
     )
@@ -65,7 +65,9 @@ class Assistant:
     server_messages: list[str] | None = strawberry.field(
         description="Events sent to the server URL."
     )
-    metadata: JSON | None = strawberry.field(description="Free-form data stored with the assistant.")
+    metadata: JSON | None = strawberry.field(
+        description="Free-form data stored with the assistant."
+    )
     model: ProviderConfig | None = strawberry.field(description="The language model.")
     voice: ProviderConfig | None = strawberry.field(description="The voice.")
     transcriber: ProviderConfig | None = strawberry.field(description="The speech transcriber.")

@@ -168,52 +168,102 @@ class ToolCallInput:
 
 @strawberry.input(description="A system message: `content`, or a call-transcript `message`.")
 class SystemMessageInput:
-    content: str | None = strawberry.field(default=strawberry.UNSET, description="At most 10,000 characters.")
-    message: str | None = strawberry.field(default=strawberry.UNSET, description="Call-transcript text.")
-    time: float | None = strawberry.field(default=strawberry.UNSET, description="Call-transcript timestamp.")
-    seconds_from_start: float | None = strawberry.field(default=strawberry.UNSET, description="Seconds into the call.")
-    metadata: JSON | None = strawberry.field(default=strawberry.UNSET, description="Free-form data.")
+    content: str | None = strawberry.field(
+        default=strawberry.UNSET, description="At most 10,000 characters."
+    )
+    message: str | None = strawberry.field(
+        default=strawberry.UNSET, description="Call-transcript text."
+    )
+    time: float | None = strawberry.field(
+        default=strawberry.UNSET, description="Call-transcript timestamp."
+    )
+    seconds_from_start: float | None = strawberry.field(
+        default=strawberry.UNSET, description="Seconds into the call."
+    )
+    metadata: JSON | None = strawberry.field(
+        default=strawberry.UNSET, description="Free-form data."
+    )
 
 
 @strawberry.input(description="A user message: `content`, or a call-transcript `message`.")
 class UserMessageInput:
-    content: str | None = strawberry.field(default=strawberry.UNSET, description="At most 10,000 characters.")
-    message: str | None = strawberry.field(default=strawberry.UNSET, description="Call-transcript text.")
+    content: str | None = strawberry.field(
+        default=strawberry.UNSET, description="At most 10,000 characters."
+    )
+    message: str | None = strawberry.field(
+        default=strawberry.UNSET, description="Call-transcript text."
+    )
     time: float | None = strawberry.field(default=strawberry.UNSET, description="Start timestamp.")
-    end_time: float | None = strawberry.field(default=strawberry.UNSET, description="End timestamp.")
-    seconds_from_start: float | None = strawberry.field(default=strawberry.UNSET, description="Seconds into the call.")
-    duration: float | None = strawberry.field(default=strawberry.UNSET, description="Length in seconds.")
-    metadata: JSON | None = strawberry.field(default=strawberry.UNSET, description="Free-form data.")
+    end_time: float | None = strawberry.field(
+        default=strawberry.UNSET, description="End timestamp."
+    )
+    seconds_from_start: float | None = strawberry.field(
+        default=strawberry.UNSET, description="Seconds into the call."
+    )
+    duration: float | None = strawberry.field(
+        default=strawberry.UNSET, description="Length in seconds."
+    )
+    metadata: JSON | None = strawberry.field(
+        default=strawberry.UNSET, description="Free-form data."
+    )
 
 
 @strawberry.input(description="An assistant message.")
 class AssistantMessageInput:
-    content: str | None = strawberry.field(default=strawberry.UNSET, description="At most 10,000 characters.")
-    refusal: str | None = strawberry.field(default=strawberry.UNSET, description="At most 10,000 characters.")
-    tool_calls: list[ToolCallInput] | None = strawberry.field(default=strawberry.UNSET, description="Tools called.")
-    name: str | None = strawberry.field(default=strawberry.UNSET, description="At most 40 characters.")
-    metadata: JSON | None = strawberry.field(default=strawberry.UNSET, description="Free-form data.")
+    content: str | None = strawberry.field(
+        default=strawberry.UNSET, description="At most 10,000 characters."
+    )
+    refusal: str | None = strawberry.field(
+        default=strawberry.UNSET, description="At most 10,000 characters."
+    )
+    tool_calls: list[ToolCallInput] | None = strawberry.field(
+        default=strawberry.UNSET, description="Tools called."
+    )
+    name: str | None = strawberry.field(
+        default=strawberry.UNSET, description="At most 40 characters."
+    )
+    metadata: JSON | None = strawberry.field(
+        default=strawberry.UNSET, description="Free-form data."
+    )
 
 
 @strawberry.input(description="A tool's result.")
 class ToolMessageInput:
     content: str = strawberry.field(description="The result, at most 10,000 characters.")
     tool_call_id: str = strawberry.field(description="The tool call answered.")
-    name: str | None = strawberry.field(default=strawberry.UNSET, description="At most 40 characters.")
-    metadata: JSON | None = strawberry.field(default=strawberry.UNSET, description="Free-form data.")
+    name: str | None = strawberry.field(
+        default=strawberry.UNSET, description="At most 40 characters."
+    )
+    metadata: JSON | None = strawberry.field(
+        default=strawberry.UNSET, description="Free-form data."
+    )
 
 
 @strawberry.input(description="A developer message.")
 class DeveloperMessageInput:
     content: str = strawberry.field(description="At most 10,000 characters.")
-    name: str | None = strawberry.field(default=strawberry.UNSET, description="At most 40 characters.")
-    metadata: JSON | None = strawberry.field(default=strawberry.UNSET, description="Free-form data.")
+    name: str | None = strawberry.field(
+        default=strawberry.UNSET, description="At most 40 characters."
+    )
+    metadata: JSON | None = strawberry.field(
+        default=strawberry.UNSET, description="Free-form data."
+    )
 
 
 @strawberry.input(one_of=True, description="One message; set exactly one role.")
 class MessageInput:
-    system: SystemMessageInput | None = strawberry.field(default=strawberry.UNSET, description="A system message.")
-    user: UserMessageInput | None = strawberry.field(default=strawberry.UNSET, description="A user message.")
-    assistant: AssistantMessageInput | None = strawberry.field(default=strawberry.UNSET, description="An assistant message.")
-    tool: ToolMessageInput | None = strawberry.field(default=strawberry.UNSET, description="A tool result.")
-    developer: DeveloperMessageInput | None = strawberry.field(default=strawberry.UNSET, description="A developer message.")
+    system: SystemMessageInput | None = strawberry.field(
+        default=strawberry.UNSET, description="A system message."
+    )
+    user: UserMessageInput | None = strawberry.field(
+        default=strawberry.UNSET, description="A user message."
+    )
+    assistant: AssistantMessageInput | None = strawberry.field(
+        default=strawberry.UNSET, description="An assistant message."
+    )
+    tool: ToolMessageInput | None = strawberry.field(
+        default=strawberry.UNSET, description="A tool result."
+    )
+    developer: DeveloperMessageInput | None = strawberry.field(
+        default=strawberry.UNSET, description="A developer message."
+    )

@@ -101,9 +101,7 @@ def _server(data: dict[str, Any] | None, headers_set: bool) -> Server | None:
         return None
     plan = data.get("backoffPlan")
     backoff = (
-        None
-        if plan is None
-        else from_stored(BackoffPlan, plan, type=BackoffType(plan["type"]))
+        None if plan is None else from_stored(BackoffPlan, plan, type=BackoffType(plan["type"]))
     )
     return from_stored(Server, data, backoff_plan=backoff, headers_set=headers_set)
 
@@ -150,18 +148,32 @@ class NumberTransferDestinationInput:
     number_e164_check_enabled: bool | None = strawberry.field(
         default=strawberry.UNSET, description="Whether to require E.164 (default true)."
     )
-    extension: str | None = strawberry.field(default=strawberry.UNSET, description="1 to 10 characters.")
-    caller_id: str | None = strawberry.field(default=strawberry.UNSET, description="At most 40 characters.")
-    message: str | None = strawberry.field(default=strawberry.UNSET, description="Said before the transfer.")
-    description: str | None = strawberry.field(default=strawberry.UNSET, description="What it is for.")
+    extension: str | None = strawberry.field(
+        default=strawberry.UNSET, description="1 to 10 characters."
+    )
+    caller_id: str | None = strawberry.field(
+        default=strawberry.UNSET, description="At most 40 characters."
+    )
+    message: str | None = strawberry.field(
+        default=strawberry.UNSET, description="Said before the transfer."
+    )
+    description: str | None = strawberry.field(
+        default=strawberry.UNSET, description="What it is for."
+    )
 
 
 @strawberry.input(description="Transfer to a SIP URI.")
 class SipTransferDestinationInput:
     sip_uri: str = strawberry.field(description="The SIP URI (sip:...).")
-    message: str | None = strawberry.field(default=strawberry.UNSET, description="Said before the transfer.")
-    description: str | None = strawberry.field(default=strawberry.UNSET, description="What it is for.")
-    sip_headers: JSON | None = strawberry.field(default=strawberry.UNSET, description="SIP headers.")
+    message: str | None = strawberry.field(
+        default=strawberry.UNSET, description="Said before the transfer."
+    )
+    description: str | None = strawberry.field(
+        default=strawberry.UNSET, description="What it is for."
+    )
+    sip_headers: JSON | None = strawberry.field(
+        default=strawberry.UNSET, description="SIP headers."
+    )
 
 
 @strawberry.input(one_of=True, description="Where calls go when they cannot be handled: one of.")
@@ -187,13 +199,27 @@ class PhoneNumberInput:
     twilio_api_secret: str | None = strawberry.field(
         default=strawberry.UNSET, description="Twilio API secret. Write-only."
     )
-    name: str | None = strawberry.field(default=strawberry.UNSET, description="At most 40 characters.")
-    assistant_id: strawberry.ID | None = strawberry.field(default=strawberry.UNSET, description="The assistant answering.")
-    squad_id: strawberry.ID | None = strawberry.field(default=strawberry.UNSET, description="The squad answering.")
-    workflow_id: strawberry.ID | None = strawberry.field(default=strawberry.UNSET, description="The workflow answering.")
-    sms_enabled: bool | None = strawberry.field(default=strawberry.UNSET, description="Default true.")
-    server: ServerInput | None = strawberry.field(default=strawberry.UNSET, description="Event server.")
+    name: str | None = strawberry.field(
+        default=strawberry.UNSET, description="At most 40 characters."
+    )
+    assistant_id: strawberry.ID | None = strawberry.field(
+        default=strawberry.UNSET, description="The assistant answering."
+    )
+    squad_id: strawberry.ID | None = strawberry.field(
+        default=strawberry.UNSET, description="The squad answering."
+    )
+    workflow_id: strawberry.ID | None = strawberry.field(
+        default=strawberry.UNSET, description="The workflow answering."
+    )
+    sms_enabled: bool | None = strawberry.field(
+        default=strawberry.UNSET, description="Default true."
+    )
+    server: ServerInput | None = strawberry.field(
+        default=strawberry.UNSET, description="Event server."
+    )
     fallback_destination: TransferDestinationInput | None = strawberry.field(
         default=strawberry.UNSET, description="Where calls go when they cannot be handled."
     )
-    hooks: list[JSON] | None = strawberry.field(default=strawberry.UNSET, description="Hooks on call events.")
+    hooks: list[JSON] | None = strawberry.field(
+        default=strawberry.UNSET, description="Hooks on call events."
+    )

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import strawberry
 from strawberry.scalars import JSON
+from strawberry.types.scalar import ScalarDefinition
 
 
 def _serialize(value: datetime) -> str:
@@ -31,6 +32,6 @@ DATETIME = strawberry.scalar(
     parse_value=_parse,
 )
 
-SCALAR_MAP = {datetime: DATETIME}
+SCALAR_MAP: dict[object, ScalarDefinition] = {datetime: DATETIME}
 
 __all__ = ["JSON", "SCALAR_MAP"]

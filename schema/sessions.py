@@ -254,8 +254,7 @@ class SessionQueries:
         return None if record is None else Session.of(record)
 
     @strawberry.field(
-        description="The organization's sessions, newest first by default: 20 a page, "
-        "at most 100."
+        description="The organization's sessions, newest first by default: 20 a page, at most 100."
     )
     async def sessions(
         self,

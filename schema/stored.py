@@ -14,7 +14,9 @@ def from_stored(cls: type[T], data: dict[str, Any], **overrides: Any) -> T:
     """An instance of the Strawberry type `cls` whose fields are read from `data` by their
     camelCase names; `overrides` supplies fields that need converting."""
     values = {
-        field.name: overrides[field.name] if field.name in overrides else data.get(to_camel(field.name))
+        field.name: overrides[field.name]
+        if field.name in overrides
+        else data.get(to_camel(field.name))
         for field in dataclasses.fields(cls)  # type: ignore[arg-type]
         if field.init
     }

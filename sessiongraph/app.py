@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def readyz(request: Request) -> JSONResponse:
         try:
             await asyncio.wait_for(request.state.database.ping(), READY_TIMEOUT_SECONDS)
-        except Exception as error:  # noqa: BLE001 - any failure means not ready
+        except Exception as error:
             return JSONResponse({"ready": False, "database": str(error)[:200]}, status_code=503)
         return JSONResponse({"ready": True})
 

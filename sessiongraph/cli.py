@@ -73,7 +73,8 @@ async def _keys_list(settings: Settings, args: argparse.Namespace) -> int:
         print(f"No keys for organization {args.org!r}.")
     for r in records:
         state = f"revoked {r['revoked_at']:%Y-%m-%d %H:%M}" if r["revoked_at"] else "active"
-        print(f"{r['id']}  {r['prefix']}…  {r['created_at']:%Y-%m-%d %H:%M}  {state}  {r['name'] or ''}")
+        created = f"{r['created_at']:%Y-%m-%d %H:%M}"
+        print(f"{r['id']}  {r['prefix']}…  {created}  {state}  {r['name'] or ''}")
     return 0
 
 

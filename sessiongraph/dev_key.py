@@ -33,7 +33,7 @@ async def announce_development_key(keys: ApiKeyStore, settings: Settings) -> Non
     """Print where GraphiQL is and a key to use there."""
     key = await development_key(keys, settings)
     url = f"http://{settings.host}:{settings.port}/graphql"
-    print(  # noqa: T201 - this banner is for the person who ran `make run`
+    print(
         "\n"
         "  sessiongraph is starting on the embedded database.\n"
         f"  GraphiQL:        {url}\n"

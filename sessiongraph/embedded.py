@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +87,14 @@ class EmbeddedDatabase:
                 "cannot start there. Stop what uses it or set SESSIONGRAPH_EMBEDDED_PORT."
             )
         storage = ":memory:"
-        log_target: int | object = subprocess.DEVNULL
+        log_target: IO[bytes] | int = subprocess.DEVNULL
+        log_name = "its output"
         if self.data_dir is not None:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             storage = str(self.data_dir)
-            log_target = (self.data_dir.parent / "secantus.log").open("ab")
+            log_path = self.data_dir.parent / "secantus.log"
+            log_name = str(log_path)
+            log_target = log_path.open("ab")
         args = [
             find_command(self.command),
             "--host", self.host,
@@ -99,7 +103,7 @@ class EmbeddedDatabase:
             "--log-level", "WARNING",
             *self.extra_args,
         ]  # fmt: skip
-        self.process = subprocess.Popen(  # noqa: S603 - the command is ours, found above
+        self.process = subprocess.Popen(
             args, stdout=log_target, stderr=subprocess.STDOUT, start_new_session=True
         )
         deadline = time.monotonic() + self.start_timeout
@@ -107,7 +111,7 @@ class EmbeddedDatabase:
             if self.process.poll() is not None:
                 raise EmbeddedDatabaseError(
                     f"The embedded database exited with code {self.process.returncode} "
-                    f"during start-up; see {self.data_dir.parent / 'secantus.log' if self.data_dir else 'its output'}."
+                    f"during start-up; see {log_name}."
                 )
             if time.monotonic() > deadline:
                 self.stop()

@@ -58,7 +58,9 @@ def graphiql_page() -> str:
     start = html.index("const EXAMPLE_QUERY = `") + len("const EXAMPLE_QUERY = `")
     end = html.index("`;", start)
     html = html[:start] + EXAMPLE_OPERATION + html[end:]
-    return html.replace("<title>Strawberry GraphiQL</title>", "<title>sessiongraph</title>").replace(
+    return html.replace(
+        "<title>Strawberry GraphiQL</title>", "<title>sessiongraph</title>"
+    ).replace(
         "headers: headers,",
         'headers: headers, defaultHeaders: \'{"Authorization": "Bearer YOUR_API_KEY"}\',',
     )
@@ -113,7 +115,11 @@ def _negotiate(accept: str | None) -> str:
 
 def _body_fields(body: Any) -> tuple[str, dict[str, Any] | None, str | None]:
     if isinstance(body, list):
-        raise HttpProblem(400, "BAD_REQUEST", "Batched requests are not supported; send one operation per request.")
+        raise HttpProblem(
+            400,
+            "BAD_REQUEST",
+            "Batched requests are not supported; send one operation per request.",
+        )
     if not isinstance(body, dict):
         raise HttpProblem(400, "BAD_REQUEST", "The body must be a JSON object.")
     query, variables, name = body.get("query"), body.get("variables"), body.get("operationName")
@@ -130,7 +136,8 @@ def _is_request_error(result: ExecutionResult) -> bool:
     """Whether the result is a request error: nothing executed, so no `data` entry."""
     if isinstance(result, PreExecutionError):
         return True
-    return result.data is None and bool(result.errors) and all(not e.path for e in result.errors)
+    errors = result.errors or []
+    return result.data is None and bool(errors) and all(not e.path for e in errors)
 
 
 def _error_body(message: str, code: str, request_id: str) -> dict[str, Any]:
@@ -140,9 +147,7 @@ def _error_body(message: str, code: str, request_id: str) -> dict[str, Any]:
 class GraphQLHTTP:
     """The `/graphql` HTTP endpoint."""
 
-    def __init__(
-        self, schema: strawberry.Schema, *, graphiql: bool, max_body_bytes: int
-    ) -> None:
+    def __init__(self, schema: strawberry.Schema, *, graphiql: bool, max_body_bytes: int) -> None:
         self.schema = schema
         self.graphiql_html = graphiql_page() if graphiql else None
         self.max_body_bytes = max_body_bytes
@@ -233,13 +238,17 @@ class GraphQLHTTP:
     async def _json_body(self, request: Request) -> Any:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            raise HttpProblem(413, "PAYLOAD_TOO_LARGE", f"The body exceeds {self.max_body_bytes} bytes.")
+            raise HttpProblem(
+                413, "PAYLOAD_TOO_LARGE", f"The body exceeds {self.max_body_bytes} bytes."
+            )
         chunks = []
         size = 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > self.max_body_bytes:
-                raise HttpProblem(413, "PAYLOAD_TOO_LARGE", f"The body exceeds {self.max_body_bytes} bytes.")
+                raise HttpProblem(
+                    413, "PAYLOAD_TOO_LARGE", f"The body exceeds {self.max_body_bytes} bytes."
+                )
             chunks.append(chunk)
         try:
             return orjson.loads(b"".join(chunks))

@@ -36,12 +36,8 @@ SESSION_INDEXES = [
     IndexModel([("org_id", ASCENDING), ("status", ASCENDING), ("expires_at", ASCENDING)]),
     IndexModel([("org_id", ASCENDING), ("name", ASCENDING), ("created_at", DESCENDING)]),
     IndexModel([("org_id", ASCENDING), ("assistant_id", ASCENDING), ("created_at", DESCENDING)]),
-    IndexModel(
-        [("org_id", ASCENDING), ("phone_number_id", ASCENDING), ("created_at", DESCENDING)]
-    ),
-    IndexModel(
-        [("org_id", ASCENDING), ("customer.number", ASCENDING), ("created_at", DESCENDING)]
-    ),
+    IndexModel([("org_id", ASCENDING), ("phone_number_id", ASCENDING), ("created_at", DESCENDING)]),
+    IndexModel([("org_id", ASCENDING), ("customer.number", ASCENDING), ("created_at", DESCENDING)]),
 ]
 MESSAGE_INDEXES = [
     IndexModel([("session_id", ASCENDING), ("seq", ASCENDING)], unique=True),

@@ -78,7 +78,12 @@ class MessageStore:
         async def write(session: Any) -> list[dict[str, Any]]:
             now = utc_now()
             doc = await self._db.sessions.find_one_and_update(
-                {"_id": session_id, "org_id": org_id, "status": "active", "expires_at": {"$gt": now}},
+                {
+                    "_id": session_id,
+                    "org_id": org_id,
+                    "status": "active",
+                    "expires_at": {"$gt": now},
+                },
                 {"$inc": {"message_count": count}, "$set": {"updated_at": now}},
                 projection={"message_count": 1},
                 return_document=ReturnDocument.AFTER,

@@ -155,7 +155,7 @@ class SessionStore:
         """Remove the session and its messages together; return the session as it was."""
 
         async def remove(session: Any) -> dict[str, Any]:
-            doc = await self._db.sessions.find_one_and_delete(
+            doc: dict[str, Any] | None = await self._db.sessions.find_one_and_delete(
                 {"_id": session_id, "org_id": org_id}, projection=PUBLIC_FIELDS, session=session
             )
             if doc is None:

@@ -30,7 +30,9 @@ class ApiClient:
     ) -> None:
         await self.http.aclose()
 
-    async def post(self, query: str, variables: dict[str, Any] | None = None, **kwargs: Any) -> httpx.Response:
+    async def post(
+        self, query: str, variables: dict[str, Any] | None = None, **kwargs: Any
+    ) -> httpx.Response:
         return await self.http.post(
             "/graphql", json={"query": query, "variables": variables or {}}, **kwargs
         )

@@ -76,11 +76,17 @@ FULL_INPUT: dict[str, Any] = {
     },
     "messages": [
         {"system": {"content": "You are helpful."}},
-        {"user": {"message": "Hi there", "time": 1.5, "endTime": 2.5, "secondsFromStart": 0.5, "duration": 1.0}},
-        {"assistant": {"content": "Let me check.", "name": "Ava", "toolCalls": [
-            {"id": "call-1", "type": "function", "function": {"name": "lookup", "arguments": '{"q": 1}'}}
-        ]}},
-        {"tool": {"content": "found it", "toolCallId": "call-1", "name": "lookup", "metadata": {"ms": 12}}},
+        {"user": {
+            "message": "Hi there", "time": 1.5, "endTime": 2.5, "secondsFromStart": 0.5,
+            "duration": 1.0,
+        }},
+        {"assistant": {"content": "Let me check.", "name": "Ava", "toolCalls": [{
+            "id": "call-1", "type": "function",
+            "function": {"name": "lookup", "arguments": '{"q": 1}'},
+        }]}},
+        {"tool": {
+            "content": "found it", "toolCallId": "call-1", "name": "lookup", "metadata": {"ms": 12},
+        }},
         {"developer": {"content": "Be brief.", "name": "ops"}},
     ],
 }  # fmt: skip
@@ -90,7 +96,9 @@ def _parse(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
 
-async def test_every_field_round_trips_through_create_and_get(api: ApiClient, org: tuple[str, str]) -> None:
+async def test_every_field_round_trips_through_create_and_get(
+    api: ApiClient, org: tuple[str, str]
+) -> None:
     created = (await api.data(CREATE_SESSION, {"input": FULL_INPUT}))["createSession"]
     fetched = (await api.data(GET_SESSION, {"id": created["id"]}))["session"]
 
@@ -107,7 +115,10 @@ async def test_every_field_round_trips_through_create_and_get(api: ApiClient, or
     assistant = fetched["assistant"]
     assert assistant["firstMessageMode"] == "ASSISTANT_SPEAKS_FIRST"
     assert assistant["endCallPhrases"] == ["bye now", "that is all"]
-    assert assistant["serverMessages"] == ["end-of-call-report", 'transcript[transcriptType="final"]']
+    assert assistant["serverMessages"] == [
+        "end-of-call-report",
+        'transcript[transcriptType="final"]',
+    ]
     assert assistant["model"] == {
         "provider": "openai",
         "name": "gpt-4o",
@@ -167,7 +178,8 @@ async def test_a_session_needs_no_fields_and_gets_defaults(api: ApiClient) -> No
     assert created["expirationSeconds"] == 86_400
     assert created["name"] is None
     assert created["messageCount"] == 0
-    assert created["assistant"] is None and created["customer"] is None
+    assert created["assistant"] is None
+    assert created["customer"] is None
     assert created["phoneNumber"] is None
 
 
@@ -181,7 +193,10 @@ async def test_update_changes_name_status_and_recomputes_expiry(api: ApiClient) 
     updated = (
         await api.data(
             UPDATE_SESSION,
-            {"id": created["id"], "input": {"name": "after", "status": "COMPLETED", "expirationSeconds": 120}},
+            {
+                "id": created["id"],
+                "input": {"name": "after", "status": "COMPLETED", "expirationSeconds": 120},
+            },
         )
     )["updateSession"]
 
@@ -193,15 +208,17 @@ async def test_update_changes_name_status_and_recomputes_expiry(api: ApiClient) 
 
 
 async def test_update_leaves_absent_fields_alone_and_null_name_clears_it(api: ApiClient) -> None:
-    created = (await api.data(CREATE_SESSION_ID, {"input": {"name": "keep", "expirationSeconds": 900}}))[
-        "createSession"
-    ]
-    renamed = (await api.data(UPDATE_SESSION, {"id": created["id"], "input": {"status": "COMPLETED"}}))[
-        "updateSession"
-    ]
+    created = (
+        await api.data(CREATE_SESSION_ID, {"input": {"name": "keep", "expirationSeconds": 900}})
+    )["createSession"]
+    renamed = (
+        await api.data(UPDATE_SESSION, {"id": created["id"], "input": {"status": "COMPLETED"}})
+    )["updateSession"]
     assert (renamed["name"], renamed["expirationSeconds"]) == ("keep", 900)
 
-    cleared = (await api.data(UPDATE_SESSION, {"id": created["id"], "input": {"name": None}}))["updateSession"]
+    cleared = (await api.data(UPDATE_SESSION, {"id": created["id"], "input": {"name": None}}))[
+        "updateSession"
+    ]
     assert cleared["name"] is None
     assert cleared["status"] == "COMPLETED"
 
@@ -216,7 +233,9 @@ async def test_delete_returns_the_session_and_removes_its_messages(
     api: ApiClient, database: Database
 ) -> None:
     created = (await api.data(CREATE_SESSION_ID, {"input": {"name": "doomed"}}))["createSession"]
-    await api.data(ADD_MESSAGES, {"sessionId": created["id"], "messages": [{"user": {"content": "x"}}] * 3})
+    await api.data(
+        ADD_MESSAGES, {"sessionId": created["id"], "messages": [{"user": {"content": "x"}}] * 3}
+    )
 
     deleted = (await api.data(DELETE_SESSION, {"id": created["id"]}))["deleteSession"]
 
@@ -230,7 +249,9 @@ async def test_delete_returns_the_session_and_removes_its_messages(
 async def test_expired_session_reads_completed_and_refuses_messages(
     api: ApiClient, database: Database
 ) -> None:
-    created = (await api.data(CREATE_SESSION_ID, {"input": {"expirationSeconds": 60}}))["createSession"]
+    created = (await api.data(CREATE_SESSION_ID, {"input": {"expirationSeconds": 60}}))[
+        "createSession"
+    ]
     # Move the expiry into the past rather than waiting a minute.
     past = datetime.now().astimezone() - timedelta(seconds=1)
     await database.sessions.update_one({"_id": created["id"]}, {"$set": {"expires_at": past}})
@@ -238,7 +259,9 @@ async def test_expired_session_reads_completed_and_refuses_messages(
     session = (await api.data(GET_SESSION, {"id": created["id"]}))["session"]
     assert session["status"] == "COMPLETED"
 
-    error = await api.error(ADD_MESSAGES, {"sessionId": created["id"], "messages": [{"user": {"content": "late"}}]})
+    error = await api.error(
+        ADD_MESSAGES, {"sessionId": created["id"], "messages": [{"user": {"content": "late"}}]}
+    )
     assert error["extensions"]["code"] == "CONFLICT"
     assert "expired" in error["message"]
     assert (await api.data(GET_SESSION, {"id": created["id"]}))["session"]["messageCount"] == 0
