@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import strawberry
 
@@ -11,20 +11,31 @@ from resolvers.loaders import Loaders
 
 if TYPE_CHECKING:
     from storage import MessageStore, SessionStore
+    from storage.events import EventHub
 
 
 @dataclass(slots=True)
 class Context:
-    """Who is asking (the organization of the API key) and what they may use."""
+    """Who is asking (the organization of the API key) and what they may use.
+
+    Over HTTP there is one context per request. A websocket connection has one for its
+    lifetime: `org_id` is set once its `connection_init` is accepted, and subscriptions
+    call `fresh_loaders` before each event so no event sees another's cached reads.
+    """
 
     org_id: str
     request_id: str
     sessions: SessionStore
     messages: MessageStore
+    events: EventHub
+    connection_params: dict[str, Any] | None = None
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:
-        # Loaders cache per request (or per subscription event), never across them.
+        self.fresh_loaders()
+
+    def fresh_loaders(self) -> None:
+        """Start a new batch-and-cache scope: a new request or subscription event."""
         self.loaders = Loaders(self.org_id, self.messages)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.extensions import (
     MaxAliasesLimiter,
     MaxTokensLimiter,
@@ -14,6 +15,7 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
 
 from schema.errors import ErrorPresenter
 from schema.messages import (
@@ -25,6 +27,17 @@ from schema.messages import (
 )
 from schema.scalars import SCALAR_MAP
 from schema.sessions import SessionMutations, SessionQueries
+from schema.subscriptions import Subscription
+
+
+class SessionGraphSchema(strawberry.Schema):
+    """Strawberry's schema, minus its logging of every error: `ErrorPresenter` logs the
+    unexpected ones with their request id, and client errors are not server faults."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        return None
 
 
 @strawberry.type(description="Read sessions and their transcripts.")
@@ -51,9 +64,10 @@ def create_schema(
         *extra_extensions,
         ErrorPresenter,
     ]
-    return strawberry.Schema(
+    return SessionGraphSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         types=[SystemMessage, UserMessage, AssistantMessage, ToolMessage, DeveloperMessage],
         extensions=extensions,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),

@@ -15,15 +15,18 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from schema import create_schema
 from sessiongraph.auth import KeyVerifier
 from sessiongraph.dev_key import announce_development_key
 from sessiongraph.embedded import EmbeddedDatabase
-from sessiongraph.graphql_http import GraphQLHTTP, Services
+from sessiongraph.graphql_http import GraphQLHTTP
+from sessiongraph.graphql_ws import GraphQLWebSocket
+from sessiongraph.services import Services
 from sessiongraph.settings import Settings
 from storage import ApiKeyStore, Database, MessageStore, SessionStore
+from storage.events import EventHub
 
 log = logging.getLogger("sessiongraph")
 
@@ -36,6 +39,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
     schema = create_schema()
     graphql_http = GraphQLHTTP(
         schema, graphiql=settings.graphiql, max_body_bytes=settings.max_body_bytes
+    )
+    graphql_ws = GraphQLWebSocket(
+        schema,
+        init_timeout_seconds=settings.ws_init_timeout_seconds,
+        keep_alive_seconds=settings.ws_keep_alive_seconds,
+        max_subscriptions=settings.ws_max_subscriptions,
     )
 
     @asynccontextmanager
@@ -57,17 +66,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
             )
             await db.ensure_indexes()
             keys = ApiKeyStore(db)
+            events = EventHub(feed_capacity=settings.subscriber_buffer)
+            await events.start(db, settings.events_mode)
+            publish = events.local_publisher()
             services = Services(
-                sessions=SessionStore(db),
-                messages=MessageStore(db),
+                sessions=SessionStore(db, publish),
+                messages=MessageStore(db, publish),
+                events=events,
                 verifier=KeyVerifier(keys, settings.auth_cache_seconds),
             )
             if embedded is not None:
                 await announce_development_key(keys, settings)
-            app.state.database = db
             try:
                 yield {"services": services, "database": db}
             finally:
+                await events.stop()
                 await db.close()
         finally:
             if embedded is not None:
@@ -77,15 +90,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return PlainTextResponse("ok")
 
     async def readyz(request: Request) -> JSONResponse:
+        services: Services = request.state.services
+        report: dict[str, Any] = {"database": "ok", "events": services.events.mode}
         try:
             await asyncio.wait_for(request.state.database.ping(), READY_TIMEOUT_SECONDS)
         except Exception as error:
-            return JSONResponse({"ready": False, "database": str(error)[:200]}, status_code=503)
-        return JSONResponse({"ready": True})
+            report["database"] = f"unreachable: {type(error).__name__}"
+        if not services.events.running:
+            report["events"] = "stopped"
+        ready = report["database"] == "ok" and services.events.running
+        return JSONResponse({"ready": ready, **report}, status_code=200 if ready else 503)
 
     return Starlette(
         routes=[
             Route("/graphql", graphql_http.handle, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql_ws),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
         ],

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -22,16 +21,18 @@ from strawberry.exceptions import MissingQueryError
 from strawberry.http.ides import get_graphql_ide_html
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.execution import ExecutionResult, PreExecutionError
+from strawberry.types.graphql import OperationType
 
-from resolvers.context import Context
-from sessiongraph.auth import KeyVerifier, bearer_key
-from storage import MessageStore, SessionStore, is_database_unavailable
+from sessiongraph.auth import bearer_key
+from sessiongraph.services import Services
+from storage import is_database_unavailable
 
 log = logging.getLogger("sessiongraph.http")
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
 
 EXAMPLE_OPERATION = """# Welcome to sessiongraph. Put your API key in the Headers tab below:
 #   {"Authorization": "Bearer sg_..."}
@@ -64,15 +65,6 @@ def graphiql_page() -> str:
         "headers: headers,",
         'headers: headers, defaultHeaders: \'{"Authorization": "Bearer YOUR_API_KEY"}\',',
     )
-
-
-@dataclass(frozen=True, slots=True)
-class Services:
-    """What requests need from the running app; built by the lifespan."""
-
-    sessions: SessionStore
-    messages: MessageStore
-    verifier: KeyVerifier
 
 
 class HttpProblem(Exception):
@@ -209,15 +201,14 @@ class GraphQLHTTP:
                 {"WWW-Authenticate": 'Bearer realm="sessiongraph"'},
             )
         query, variables, operation_name = _body_fields(await self._json_body(request))
-        context = Context(
-            org_id=org_id,
-            request_id=request_id,
-            sessions=services.sessions,
-            messages=services.messages,
-        )
+        context = services.context(org_id, request_id)
         try:
             result = await self.schema.execute(
-                query, variables, context, operation_name=operation_name
+                query,
+                variables,
+                context,
+                operation_name=operation_name,
+                allowed_operation_types=POST_OPERATIONS,
             )
         except InvalidOperationTypeError:
             raise HttpProblem(

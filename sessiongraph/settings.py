@@ -45,6 +45,20 @@ class Settings(BaseSettings):
         description="How long a verified API key is trusted before it is checked again; "
         "a revoked key stops working at most this long after revocation.",
     )
+    events_mode: Literal["auto", "changestream", "local"] = Field(
+        default="auto",
+        description="Where subscriptions get events: a MongoDB change stream (every server "
+        "process sees every write), this process's own writes (local), or auto: a change "
+        "stream when the database is a replica set.",
+    )
+    ws_init_timeout_seconds: float = Field(default=5.0, gt=0)
+    ws_keep_alive_seconds: float = Field(default=15.0, gt=0)
+    ws_max_subscriptions: int = Field(default=100, ge=1)
+    subscriber_buffer: int = Field(
+        default=1000,
+        ge=1,
+        description="Messages queued per subscriber; a slower one re-reads from storage.",
+    )
     graphiql: bool = True
     introspection: bool = True
     max_body_bytes: int = Field(default=1_048_576, ge=1024)

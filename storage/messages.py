@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -13,36 +12,17 @@ from pymongo.errors import DuplicateKeyError
 
 from storage.clock import utc_now
 from storage.database import Database, to_list
+from storage.documents import (
+    PUBLIC_FIELDS,
+    message_documents,
+    message_from_document,
+    session_from_document,
+)
 from storage.errors import IdempotencyKeyReused, SessionClosed, SessionNotFound
-from storage.records import MessageRecord, NewMessage
+from storage.records import MessageAdded, MessageRecord, NewMessage, Publisher, SessionChanged
 
 SeqRange = tuple[str, int, int]
 """A session id and an inclusive range of sequence numbers."""
-
-
-def message_documents(
-    org_id: str, session_id: str, first_seq: int, messages: list[NewMessage], now: datetime
-) -> list[dict[str, Any]]:
-    """The documents to insert for `messages`, numbered from `first_seq` in order."""
-    return [
-        {
-            "_id": str(uuid.uuid4()),
-            "session_id": session_id,
-            "org_id": org_id,
-            "seq": first_seq + offset,
-            "role": message["role"],
-            **message["fields"],
-            "created_at": now,
-        }
-        for offset, message in enumerate(messages)
-    ]
-
-
-def message_from_document(doc: dict[str, Any]) -> MessageRecord:
-    """Map a stored message document to a record."""
-    record = dict(doc)
-    record["id"] = record.pop("_id")
-    return record  # type: ignore[return-value]
 
 
 def _digest(messages: list[NewMessage]) -> str:
@@ -52,8 +32,9 @@ def _digest(messages: list[NewMessage]) -> str:
 class MessageStore:
     """Appends to and reads from the `messages` collection."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, publish: Publisher | None = None) -> None:
         self._db = db
+        self._publish = publish
 
     async def append(
         self,
@@ -75,7 +56,7 @@ class MessageStore:
                 return replay
         count = len(messages)
 
-        async def write(session: Any) -> list[dict[str, Any]]:
+        async def write(session: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
             now = utc_now()
             doc = await self._db.sessions.find_one_and_update(
                 {
@@ -85,7 +66,7 @@ class MessageStore:
                     "expires_at": {"$gt": now},
                 },
                 {"$inc": {"message_count": count}, "$set": {"updated_at": now}},
-                projection={"message_count": 1},
+                projection=PUBLIC_FIELDS,
                 return_document=ReturnDocument.AFTER,
                 session=session,
             )
@@ -107,10 +88,10 @@ class MessageStore:
                 )
             docs = message_documents(org_id, session_id, first_seq, messages, now)
             await self._db.messages.insert_many(docs, session=session)
-            return docs
+            return doc, docs
 
         try:
-            docs = await self._db.in_transaction(write)
+            session_doc, docs = await self._db.in_transaction(write)
         except DuplicateKeyError:
             if idempotency_key is None:
                 raise
@@ -119,7 +100,12 @@ class MessageStore:
             if replay is None:
                 raise
             return replay
-        return [message_from_document(doc) for doc in docs]
+        records = [message_from_document(doc) for doc in docs]
+        if self._publish is not None:
+            for record in records:
+                self._publish(MessageAdded(session_id, org_id, record))
+            self._publish(SessionChanged(session_id, session_from_document(session_doc)))
+        return records
 
     async def _replay(
         self, org_id: str, session_id: str, key: str, digest: str

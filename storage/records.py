@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Literal, NotRequired, TypedDict, TypeVar
@@ -114,3 +115,25 @@ class Page(Generic[T]):
     items: list[T]
     has_next: bool
     has_previous: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MessageAdded:
+    """A message was appended to a session."""
+
+    session_id: str
+    org_id: str
+    message: MessageRecord
+
+
+@dataclass(frozen=True, slots=True)
+class SessionChanged:
+    """A session was created or changed (`session` set) or deleted (`session` None)."""
+
+    session_id: str
+    session: SessionRecord | None
+
+
+Event = MessageAdded | SessionChanged
+Publisher = Callable[[Event], None]
+"""Hands an event to this process's subscribers."""

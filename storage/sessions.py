@@ -10,13 +10,20 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument
 
 from storage.clock import utc_now
 from storage.database import Database, to_list
+from storage.documents import (
+    PUBLIC_FIELDS,
+    message_documents,
+    message_from_document,
+    session_from_document,
+)
 from storage.errors import SessionNotFound
-from storage.messages import message_documents, message_from_document
 from storage.records import (
     MessageRecord,
     NewMessage,
     NewSession,
     Page,
+    Publisher,
+    SessionChanged,
     SessionChanges,
     SessionOrderField,
     SessionPosition,
@@ -25,23 +32,13 @@ from storage.records import (
     TimeRange,
 )
 
-# Secrets are stored apart from the public phone-number fields and never read back.
-PUBLIC_FIELDS = {"phone_number_secrets": 0}
-
-
-def session_from_document(doc: dict[str, Any], now: datetime | None = None) -> SessionRecord:
-    """Map a stored document to a record; a session past its expiry reads as completed."""
-    doc["id"] = doc.pop("_id")
-    if doc["status"] == "active" and doc["expires_at"] <= (now or utc_now()):
-        doc["status"] = "completed"
-    return doc  # type: ignore[return-value]
-
 
 class SessionStore:
     """Reads and writes the `sessions` collection (and, on create and delete, `messages`)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, publish: Publisher | None = None) -> None:
         self._db = db
+        self._publish = publish
 
     async def create(
         self, org_id: str, new: NewSession, messages: list[NewMessage]
@@ -149,7 +146,10 @@ class SessionStore:
         )
         if doc is None:
             raise SessionNotFound(session_id)
-        return session_from_document(doc, now)
+        record = session_from_document(doc, now)
+        if self._publish is not None:
+            self._publish(SessionChanged(session_id, record))
+        return record
 
     async def delete(self, org_id: str, session_id: str) -> SessionRecord:
         """Remove the session and its messages together; return the session as it was."""
@@ -165,7 +165,10 @@ class SessionStore:
             await self._db.idempotency.delete_many(scope, session=session)
             return doc
 
-        return session_from_document(await self._db.in_transaction(remove))
+        record = session_from_document(await self._db.in_transaction(remove))
+        if self._publish is not None:
+            self._publish(SessionChanged(session_id, None))
+        return record
 
 
 def _query_filter(org_id: str, query: SessionQuery, now: datetime) -> dict[str, Any]:

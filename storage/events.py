@@ -1,0 +1,205 @@
+"""Live events: what changed in which session, fanned out to this process's subscribers.
+
+One source per process feeds the hub: a MongoDB change stream on the database (so writes
+made by any server process are seen), or, where the deployment has no change streams, the
+stores of this process publishing their own writes. Subscribers register per session id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Iterator
+from typing import Any, Literal
+
+from pymongo.errors import PyMongoError
+
+from storage.database import Database
+from storage.documents import message_from_document, session_from_document
+from storage.records import Event, MessageAdded, MessageRecord, Publisher, SessionChanged
+
+log = logging.getLogger(__name__)
+
+EventsMode = Literal["auto", "changestream", "local"]
+
+
+class Feed:
+    """One subscriber's events for one session, bounded.
+
+    A subscriber that falls too far behind loses queued messages but learns that it did
+    (`overflowed`), so it can read them back from storage; the latest session state is kept
+    apart and never dropped.
+    """
+
+    def __init__(self, session_id: str, capacity: int) -> None:
+        self.session_id = session_id
+        self.capacity = capacity
+        self.messages: deque[MessageRecord] = deque()
+        self.session_change: SessionChanged | None = None
+        self.overflowed = False
+        self._ready = asyncio.Event()
+
+    def push(self, event: Event) -> None:
+        if isinstance(event, SessionChanged):
+            self.session_change = event
+        elif len(self.messages) >= self.capacity:
+            self.messages.clear()
+            self.overflowed = True
+        else:
+            self.messages.append(event.message)
+        self._ready.set()
+
+    async def wait(self, seconds: float | None) -> bool:
+        """Wait until something arrives or `seconds` pass; True when something arrived."""
+        if not self._ready.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ready.wait(), seconds)
+        arrived = self._ready.is_set()
+        self._ready.clear()
+        return arrived
+
+
+class EventHub:
+    """The process's subscribers by session id, and the source that feeds them."""
+
+    def __init__(self, *, feed_capacity: int = 1000) -> None:
+        self.feed_capacity = feed_capacity
+        self._feeds: dict[str, set[Feed]] = {}
+        self.mode: Literal["changestream", "local"] = "local"
+        self._task: asyncio.Task[None] | None = None
+        self.running = False
+
+    @property
+    def feed_count(self) -> int:
+        """How many feeds are registered: zero once every subscriber has gone."""
+        return sum(len(feeds) for feeds in self._feeds.values())
+
+    @contextlib.contextmanager
+    def subscribe(self, session_id: str) -> Iterator[Feed]:
+        """A feed of `session_id`'s events for as long as the block runs."""
+        feed = Feed(session_id, self.feed_capacity)
+        self._feeds.setdefault(session_id, set()).add(feed)
+        try:
+            yield feed
+        finally:
+            feeds = self._feeds.get(session_id)
+            if feeds is not None:
+                feeds.discard(feed)
+                if not feeds:
+                    del self._feeds[session_id]
+
+    def publish(self, event: Event) -> None:
+        """Hand `event` to every feed of its session."""
+        for feed in self._feeds.get(event.session_id, ()):
+            feed.push(event)
+
+    def local_publisher(self) -> Publisher | None:
+        """What the stores call after each write, or None when a change stream feeds the hub."""
+        return self.publish if self.mode == "local" else None
+
+    async def start(self, db: Database, mode: EventsMode) -> None:
+        """Choose and start the source: a change stream where the database offers one."""
+        # Change streams, like transactions, need a replica set or a sharded cluster.
+        if mode == "changestream" or (mode == "auto" and db.supports_transactions):
+            source = ChangeStreamSource(db, self)
+            await source.open()
+            self.mode = "changestream"
+            self._task = asyncio.create_task(source.run(), name="change-stream")
+        elif mode == "auto":
+            log.warning(
+                "The database is a standalone server, which offers no change streams. "
+                "Subscriptions see only writes made through this process; run MongoDB as a "
+                "replica set so that every server process sees every write."
+            )
+        self.running = True
+
+    async def stop(self) -> None:
+        """Stop the source and close its change stream."""
+        self.running = False
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+WATCHED = [
+    {
+        "$match": {
+            "ns.coll": {"$in": ["messages", "sessions"]},
+            "operationType": {"$in": ["insert", "update", "replace", "delete"]},
+        }
+    }
+]
+
+
+def event_of(change: dict[str, Any]) -> Event | None:
+    """The event a change-stream document stands for."""
+    collection = change["ns"]["coll"]
+    operation = change["operationType"]
+    if collection == "messages":
+        if operation != "insert":
+            return None
+        doc = change["fullDocument"]
+        return MessageAdded(doc["session_id"], doc["org_id"], message_from_document(doc))
+    session_id = change["documentKey"]["_id"]
+    if operation == "delete":
+        return SessionChanged(session_id, None)
+    doc = change.get("fullDocument")
+    if doc is None:  # deleted before the lookup; its delete event follows
+        return None
+    doc.pop("phone_number_secrets", None)
+    return SessionChanged(session_id, session_from_document(doc))
+
+
+class ChangeStreamSource:
+    """One change stream on the database, resumed after errors without losing events."""
+
+    RETRY_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
+
+    def __init__(self, db: Database, hub: EventHub) -> None:
+        self._db = db
+        self._hub = hub
+        self._stream: Any = None
+        self._resume_token: Any = None
+
+    async def open(self) -> None:
+        options: dict[str, Any] = {"full_document": "updateLookup"}
+        if self._resume_token is not None:
+            options["resume_after"] = self._resume_token
+        stream = self._db.db.watch(WATCHED, **options)
+        if asyncio.iscoroutine(stream):
+            stream = await stream
+        self._stream = stream
+
+    async def run(self) -> None:
+        failures = 0
+        try:
+            while True:
+                try:
+                    if self._stream is None:
+                        await self.open()
+                    async for change in self._stream:
+                        self._resume_token = change["_id"]
+                        failures = 0
+                        event = event_of(change)
+                        if event is not None:
+                            self._hub.publish(event)
+                except PyMongoError as error:
+                    delay = self.RETRY_SECONDS[min(failures, len(self.RETRY_SECONDS) - 1)]
+                    failures += 1
+                    log.warning("change stream interrupted (%s); resuming in %ss", error, delay)
+                    await self._close()
+                    await asyncio.sleep(delay)
+        finally:
+            await self._close()
+
+    async def _close(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            with contextlib.suppress(PyMongoError):
+                closing = stream.close()
+                if asyncio.iscoroutine(closing):
+                    await closing
