@@ -77,6 +77,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             )
             if embedded is not None:
                 await announce_development_key(keys, settings)
+            # Also on the app itself, for operators' tooling and the tests' leak checks.
+            app.state.services = services
             try:
                 yield {"services": services, "database": db}
             finally:

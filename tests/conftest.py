@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from starlette.applications import Starlette
 
 from sessiongraph.app import create_app
 from sessiongraph.embedded import EmbeddedDatabase, free_port
@@ -65,10 +66,16 @@ async def database(settings: Settings) -> AsyncIterator[Database]:
 
 
 @pytest.fixture(scope="session")
-async def server(settings: Settings, database: Database) -> AsyncIterator[str]:
+def app(settings: Settings) -> Starlette:
+    """The app under test; once `server` has started, `app.state.services` is live."""
+    return create_app(settings)
+
+
+@pytest.fixture(scope="session")
+async def server(app: Starlette, settings: Settings, database: Database) -> AsyncIterator[str]:
     """The app served by uvicorn on a free port; yields its base URL."""
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host="127.0.0.1",
         port=settings.port,
         log_level="warning",
