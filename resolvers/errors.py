@@ -7,10 +7,11 @@ a bug: it is logged with the request id and reaches the client as INTERNAL_SERVE
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from graphql import GraphQLError
+from graphql.pyutils import inspect
 from pydantic import ValidationError
 
 import storage
@@ -102,24 +103,32 @@ PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
 VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
 
 
-def present(error: GraphQLError, request_id: str, *, phase: str) -> GraphQLError:
+def present(
+    error: GraphQLError,
+    request_id: str,
+    *,
+    phase: str,
+    variables: Mapping[str, Any] | None = None,
+) -> GraphQLError:
     """The error as the client sees it: coded, and masked unless the client caused it.
 
-    `phase` is "parse", "validate" or "execute", the step that produced the error.
+    `phase` is "parse", "validate" or "execute", the step that produced the error;
+    `variables` are the request's, whose write-only values an error must not repeat.
     """
     original = error.original_error
     if isinstance(error, ApiError) or isinstance(original, ApiError):
         return error
     if isinstance(original, storage.StorageError):
         return _relocated(from_storage(original), error)
-    if original is None:
-        if phase == "parse":
-            return _coded(error, PARSE_FAILED)
-        if phase == "validate":
-            return _coded(error, VALIDATION_FAILED)
-        if not error.path:
-            # Raised by graphql-core before resolving: variables that failed to coerce.
-            return _coded(error, "BAD_USER_INPUT")
+    if original is None and phase == "parse":
+        return _coded(error, PARSE_FAILED)
+    if original is None and phase == "validate":
+        return _coded(error, VALIDATION_FAILED)
+    if not error.path and (original is None or isinstance(original, GraphQLError)):
+        # Raised by graphql-core before resolving: variables that failed to coerce. Its
+        # messages quote the values sent ("found: {...}"), secrets included.
+        error.message = _without_secrets(error.message, variables)
+        return _coded(error, "BAD_USER_INPUT")
     if original is not None and storage.is_database_unavailable(original):
         log.warning("database unavailable (request %s): %s", request_id, original)
         return _relocated(
@@ -137,6 +146,26 @@ def present(error: GraphQLError, request_id: str, *, phase: str) -> GraphQLError
         path=error.path,
         extensions={"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
     )
+
+
+def _without_secrets(message: str, variables: Mapping[str, Any] | None) -> str:
+    """`message` with every write-only value of `variables` replaced by "(hidden)"."""
+    printed: set[str] = set()
+
+    def collect(value: Any, secret: bool) -> None:
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                collect(item, secret or key in SECRET_NAMES)
+        elif isinstance(value, list):
+            for item in value:
+                collect(item, secret)
+        elif secret and value is not None:
+            printed.update((inspect(value), repr(value)))
+
+    collect(variables or {}, secret=False)
+    for text in sorted(printed, key=len, reverse=True):
+        message = message.replace(text, "(hidden)")
+    return message
 
 
 def _coded(error: GraphQLError, code: str) -> GraphQLError:

@@ -79,7 +79,8 @@ def session_position(cursor: str | None, argument: str, order_by: str) -> Sessio
             return SessionPosition(datetime.fromtimestamp(millis / 1000, UTC), session_id)
         case ["s", str(field), int(), str()]:
             raise BadUserInput(
-                f"{argument}: the cursor comes from a list ordered by {field}, not {order_by}.",
+                f"{argument}: the cursor comes from a list ordered by {field.upper()}, "
+                f"not {order_by.upper()}.",
                 fields=[argument],
             )
     raise BadUserInput(f"{argument} = {cursor[:60]!r}: not a session cursor.", fields=[argument])

@@ -105,7 +105,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/graphql", graphql_http.handle, methods=["GET", "POST"]),
+            Route(
+                "/graphql", graphql_http.handle, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]
+            ),
             WebSocketRoute("/graphql", graphql_ws),
             Route("/healthz", healthz),
             Route("/readyz", readyz),

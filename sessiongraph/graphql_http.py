@@ -150,8 +150,13 @@ class GraphQLHTTP:
         request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
         media_type = JSON
         try:
-            if request.method == "GET":
+            if request.method in ("GET", "HEAD"):
                 return self._get(request, request_id)
+            if request.method != "POST":
+                raise HttpProblem(
+                    405, "METHOD_NOT_ALLOWED", f"{request.method} is not supported; use POST.",
+                    {"Allow": "GET, HEAD, POST"},
+                )  # fmt: skip
             media_type = _negotiate(request.headers.get("accept"))
             return await self._post(request, request_id, media_type)
         except HttpProblem as problem:
