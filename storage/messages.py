@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import weakref
 from datetime import datetime
 from typing import Any
 
@@ -35,6 +37,13 @@ class MessageStore:
     def __init__(self, db: Database, publish: Publisher | None = None) -> None:
         self._db = db
         self._publish = publish
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def _turn(self, session_id: str) -> asyncio.Lock:
+        lock = self._locks.get(session_id)
+        if lock is None:
+            lock = self._locks[session_id] = asyncio.Lock()
+        return lock
 
     async def append(
         self,
@@ -58,18 +67,7 @@ class MessageStore:
 
         async def write(session: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
             now = utc_now()
-            doc = await self._db.sessions.find_one_and_update(
-                {
-                    "_id": session_id,
-                    "org_id": org_id,
-                    "status": "active",
-                    "expires_at": {"$gt": now},
-                },
-                {"$inc": {"message_count": count}, "$set": {"updated_at": now}},
-                projection=PUBLIC_FIELDS,
-                return_document=ReturnDocument.AFTER,
-                session=session,
-            )
+            doc = await self._reserve(org_id, session_id, count, now, session)
             if doc is None:
                 raise await self._not_appendable(org_id, session_id, now, session)
             first_seq = doc["message_count"] - count + 1
@@ -91,7 +89,10 @@ class MessageStore:
             return doc, docs
 
         try:
-            session_doc, docs = await self._db.in_transaction(write)
+            # Appends to one session from this process take turns rather than conflict and
+            # retry inside the database; other processes still serialise by write conflict.
+            async with self._turn(session_id):
+                session_doc, docs = await self._db.in_transaction(write)
         except DuplicateKeyError:
             if idempotency_key is None:
                 raise
@@ -106,6 +107,34 @@ class MessageStore:
                 self._publish(MessageAdded(session_id, org_id, record))
             self._publish(SessionChanged(session_id, session_from_document(session_doc)))
         return records
+
+    async def _reserve(
+        self, org_id: str, session_id: str, count: int, now: datetime, session: Any
+    ) -> dict[str, Any] | None:
+        """Add `count` to the open session's message_count; the session after, or None."""
+        appendable = {
+            "_id": session_id,
+            "org_id": org_id,
+            "status": "active",
+            "expires_at": {"$gt": now},
+        }
+        change = {"$inc": {"message_count": count}, "$set": {"updated_at": now}}
+        if session is None:
+            # Without a transaction only find-and-modify is atomic.
+            found: dict[str, Any] | None = await self._db.sessions.find_one_and_update(
+                appendable, change, projection=PUBLIC_FIELDS, return_document=ReturnDocument.AFTER
+            )
+            return found
+        # In a transaction an update and a read of our own write are just as atomic: a
+        # concurrent append conflicts and retries. (SecantusDB runs findAndModify as a
+        # collection scan, so this keeps appends constant-time there too.)
+        updated = await self._db.sessions.update_one(appendable, change, session=session)
+        if updated.matched_count == 0:
+            return None
+        after: dict[str, Any] | None = await self._db.sessions.find_one(
+            {"_id": session_id}, PUBLIC_FIELDS, session=session
+        )
+        return after
 
     async def _replay(
         self, org_id: str, session_id: str, key: str, digest: str
