@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -17,7 +18,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from sessiongraph.app import create_app
-from sessiongraph.embedded import EmbeddedDatabase, free_port
+from sessiongraph.embedded import EmbeddedDatabase
 from sessiongraph.settings import Settings
 from storage import ApiKeyStore, Database
 from tests.api_client import ApiClient
@@ -44,12 +45,22 @@ def db_name() -> str:
 
 
 @pytest.fixture(scope="session")
-def settings(mongo_uri: str, db_name: str) -> Settings:
+def listening_socket() -> Iterator[socket.socket]:
+    """The server's socket, bound now so no other process can take the port meanwhile."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    yield sock
+    sock.close()
+
+
+@pytest.fixture(scope="session")
+def settings(mongo_uri: str, db_name: str, listening_socket: socket.socket) -> Settings:
     return Settings(
         mongodb_uri=mongo_uri,
         db_name=db_name,
         auth_cache_seconds=0,
-        port=free_port(),
+        port=listening_socket.getsockname()[1],
         db_timeout_ms=5000,
     )
 
@@ -72,7 +83,9 @@ def app(settings: Settings) -> Starlette:
 
 
 @pytest.fixture(scope="session")
-async def server(app: Starlette, settings: Settings, database: Database) -> AsyncIterator[str]:
+async def server(
+    app: Starlette, settings: Settings, database: Database, listening_socket: socket.socket
+) -> AsyncIterator[str]:
     """The app served by uvicorn on a free port; yields its base URL."""
     config = uvicorn.Config(
         app,
@@ -82,7 +95,7 @@ async def server(app: Starlette, settings: Settings, database: Database) -> Asyn
         ws_per_message_deflate=False,
     )
     instance = uvicorn.Server(config)
-    task = asyncio.create_task(instance.serve())
+    task = asyncio.create_task(instance.serve(sockets=[listening_socket]))
     while not instance.started:
         if task.done():
             task.result()
