@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
+from strawberry.extensions import DisableIntrospection
 
 from schema import create_schema
 from sessiongraph.auth import KeyVerifier
@@ -36,7 +37,7 @@ READY_TIMEOUT_SECONDS = 2.0
 def create_app(settings: Settings | None = None) -> Starlette:
     """Build the app for `settings` (read from the environment when not given)."""
     settings = settings or Settings()
-    schema = create_schema()
+    schema = create_schema(() if settings.introspection else (DisableIntrospection,))
     graphql_http = GraphQLHTTP(
         schema, graphiql=settings.graphiql, max_body_bytes=settings.max_body_bytes
     )
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         init_timeout_seconds=settings.ws_init_timeout_seconds,
         keep_alive_seconds=settings.ws_keep_alive_seconds,
         max_subscriptions=settings.ws_max_subscriptions,
+        subscriber_buffer=settings.subscriber_buffer,
     )
 
     @asynccontextmanager

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
+import orjson
 import strawberry
 from starlette.requests import Request
 from starlette.responses import Response
@@ -21,12 +23,15 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
+    Operation,
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
+from strawberry.types.execution import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from resolvers.context import Context
 from sessiongraph.auth import bearer_key
+from sessiongraph.fanout import SharedStreams, group_key
 from sessiongraph.services import Services
 
 
@@ -43,8 +48,9 @@ def authorization_of(params: dict[str, Any] | None) -> str | None:
     return None
 
 
-class PingingTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
-    """graphql-transport-ws with a `ping` from the server every `interval` seconds."""
+class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    """graphql-transport-ws with a `ping` from the server every `interval` seconds, and
+    shared execution for subscriptions that many clients run alike."""
 
     interval: float = 15.0
 
@@ -52,6 +58,43 @@ class PingingTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         await super().handle_connection_init(message)
         if self.connection_acknowledged and not hasattr(self, "_pinger"):
             self._pinger = asyncio.create_task(self._ping_forever())
+
+    async def run_operation(self, operation: Operation[Context, None]) -> None:
+        """Run the operation, in a shared group when others run the same one."""
+        view: GraphQLWebSocket = self.view  # type: ignore[assignment]
+        key = group_key(
+            self.context.org_id, operation.query, operation.operation_name, operation.variables
+        )
+        if key is None:
+            await super().run_operation(operation)
+            return
+        org_context = view.services.context(self.context.org_id)
+
+        async def start() -> AsyncIterator[ExecutionResult]:
+            return await self.schema.stream(  # type: ignore[return-value]
+                operation.query,
+                variable_values=operation.variables,
+                context_value=org_context,
+                operation_name=operation.operation_name,
+            )
+
+        prefix = '{"id":' + orjson.dumps(operation.id).decode() + ',"type":"'
+        socket: WebSocket = self.websocket.ws  # type: ignore[attr-defined]
+        async with view.shared.join(key, start) as member:
+            while True:
+                kind, payload = await member.queue.get()
+                if kind == "complete":
+                    break
+                if kind == "error":
+                    operation.completed = True
+                    self.forget_id(operation.id)
+                await socket.send_text(prefix + kind + '","payload":' + payload + "}")
+                if kind == "error":
+                    return
+        if member.overflowed:
+            await socket.close(1013, "Subscriber too slow; reconnect and resume with afterSeq.")
+            return
+        await operation.send_operation_message({"id": operation.id, "type": "complete"})
 
     async def _ping_forever(self) -> None:
         while True:
@@ -70,6 +113,8 @@ class PingingTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 class GraphQLWebSocket(GraphQL[Context, None]):
     """The websocket side of /graphql."""
 
+    services: Services
+
     def __init__(
         self,
         schema: strawberry.Schema,
@@ -77,6 +122,7 @@ class GraphQLWebSocket(GraphQL[Context, None]):
         init_timeout_seconds: float,
         keep_alive_seconds: float,
         max_subscriptions: int,
+        subscriber_buffer: int,
     ) -> None:
         super().__init__(
             schema,
@@ -87,9 +133,10 @@ class GraphQLWebSocket(GraphQL[Context, None]):
             connection_init_wait_timeout=timedelta(seconds=init_timeout_seconds),
             max_subscriptions_per_connection=max_subscriptions,
         )
+        self.shared = SharedStreams(member_limit=subscriber_buffer)
         handler = type(
             "ConfiguredTransportWSHandler",
-            (PingingTransportWSHandler,),
+            (TransportWSHandler,),
             {"interval": keep_alive_seconds},
         )
         self.graphql_transport_ws_handler_class = handler
@@ -106,14 +153,14 @@ class GraphQLWebSocket(GraphQL[Context, None]):
             context.org_id = org_id
             context.fresh_loaders()
         context.connection_params = {}
-        # The same app-wide services for every connection; kept for on_ws_connect.
-        self._services = services
+        # The same app-wide services for every connection; kept for the handlers.
+        self.services = services
         return context
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         authorization = authorization_of(context.connection_params)
         if authorization is not None:
-            org_id = await self._services.verifier.organization_of(bearer_key(authorization))
+            org_id = await self.services.verifier.organization_of(bearer_key(authorization))
             if org_id is None:
                 raise ConnectionRejectionError
             context.org_id = org_id

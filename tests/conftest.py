@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 
 from sessiongraph.app import create_app
@@ -22,6 +21,7 @@ from sessiongraph.embedded import EmbeddedDatabase
 from sessiongraph.settings import Settings
 from storage import ApiKeyStore, Database
 from tests.api_client import ApiClient
+from tests.serving import bound_socket, serve
 
 
 @pytest.fixture(scope="session")
@@ -47,9 +47,7 @@ def db_name() -> str:
 @pytest.fixture(scope="session")
 def listening_socket() -> Iterator[socket.socket]:
     """The server's socket, bound now so no other process can take the port meanwhile."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock = bound_socket()
     yield sock
     sock.close()
 
@@ -87,22 +85,8 @@ async def server(
     app: Starlette, settings: Settings, database: Database, listening_socket: socket.socket
 ) -> AsyncIterator[str]:
     """The app served by uvicorn on a free port; yields its base URL."""
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=settings.port,
-        log_level="warning",
-        ws_per_message_deflate=False,
-    )
-    instance = uvicorn.Server(config)
-    task = asyncio.create_task(instance.serve(sockets=[listening_socket]))
-    while not instance.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{settings.port}"
-    instance.should_exit = True
-    await task
+    async with serve(app, listening_socket) as url:
+        yield url
 
 
 async def new_org_key(database: Database) -> tuple[str, str]:

@@ -5,20 +5,19 @@ Each test starts the app as `make run` does, on its own data folder and ports, a
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from sessiongraph.app import create_app
 from sessiongraph.embedded import EmbeddedDatabaseError, free_port, port_answers
 from sessiongraph.settings import Settings
 from tests.api_client import ApiClient
 from tests.operations import CREATE_SESSION_ID, GET_SESSION
+from tests.serving import serve
 
 
 @pytest.fixture
@@ -34,26 +33,13 @@ def embedded_settings(tmp_path: Path) -> Settings:
 
 
 @asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[str]:
-    """The app served by uvicorn on `settings.port` until the block ends; yields its URL."""
-    config = uvicorn.Config(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        ws_per_message_deflate=False,
-    )
-    instance = uvicorn.Server(config)
-    task = asyncio.create_task(instance.serve())
-    try:
-        while not instance.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.02)
-        yield f"http://{settings.host}:{settings.port}"
-    finally:
-        instance.should_exit = True
-        await task
+async def serving_settings(settings: Settings) -> AsyncIterator[str]:
+    """The app for `settings`, served on `settings.port`."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.port))
+    async with serve(create_app(settings), sock) as url:
+        yield url
 
 
 def development_key(settings: Settings) -> str:
@@ -63,7 +49,7 @@ def development_key(settings: Settings) -> str:
 async def test_startup_prints_the_graphiql_url_and_a_development_key(
     embedded_settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    async with serving(embedded_settings) as url:
+    async with serving_settings(embedded_settings) as url:
         printed = capsys.readouterr().out
 
     assert f"{url}/graphql" in printed
@@ -73,7 +59,7 @@ async def test_startup_prints_the_graphiql_url_and_a_development_key(
 async def test_the_development_key_is_kept_readable_by_its_owner_only(
     embedded_settings: Settings,
 ) -> None:
-    async with serving(embedded_settings):
+    async with serving_settings(embedded_settings):
         pass
 
     assert embedded_settings.dev_key_file.stat().st_mode & 0o777 == 0o600
@@ -81,7 +67,7 @@ async def test_the_development_key_is_kept_readable_by_its_owner_only(
 
 async def test_the_development_key_creates_sessions(embedded_settings: Settings) -> None:
     async with (
-        serving(embedded_settings) as url,
+        serving_settings(embedded_settings) as url,
         ApiClient(url, development_key(embedded_settings)) as api,
     ):
         created = await api.data(CREATE_SESSION_ID, {"input": {"name": "first run"}})
@@ -90,7 +76,7 @@ async def test_the_development_key_creates_sessions(embedded_settings: Settings)
 
 
 async def test_stopping_the_server_stops_the_database(embedded_settings: Settings) -> None:
-    async with serving(embedded_settings):
+    async with serving_settings(embedded_settings):
         assert port_answers("127.0.0.1", embedded_settings.embedded_port)
 
     assert not port_answers("127.0.0.1", embedded_settings.embedded_port)
@@ -100,14 +86,14 @@ async def test_a_restart_on_the_same_data_folder_keeps_the_sessions(
     embedded_settings: Settings,
 ) -> None:
     async with (
-        serving(embedded_settings) as url,
+        serving_settings(embedded_settings) as url,
         ApiClient(url, development_key(embedded_settings)) as api,
     ):
         created = await api.data(CREATE_SESSION_ID, {"input": {"name": "kept"}})
     session_id = created["createSession"]["id"]
 
     async with (
-        serving(embedded_settings) as url,
+        serving_settings(embedded_settings) as url,
         ApiClient(url, development_key(embedded_settings)) as api,
     ):
         fetched = await api.data(GET_SESSION, {"id": session_id})
@@ -119,11 +105,11 @@ async def test_a_restart_on_the_same_data_folder_keeps_the_sessions(
 async def test_a_restart_reuses_the_development_key(
     embedded_settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    async with serving(embedded_settings):
+    async with serving_settings(embedded_settings):
         first = development_key(embedded_settings)
     capsys.readouterr()
 
-    async with serving(embedded_settings):
+    async with serving_settings(embedded_settings):
         printed = capsys.readouterr().out
 
     assert development_key(embedded_settings) == first
@@ -135,7 +121,7 @@ async def test_a_development_key_that_no_longer_works_is_replaced(
 ) -> None:
     embedded_settings.dev_key_file.write_text("sg_a-key-this-database-never-issued\n")
 
-    async with serving(embedded_settings) as url:
+    async with serving_settings(embedded_settings) as url:
         key = development_key(embedded_settings)
         async with ApiClient(url, key) as api:
             created = await api.data(CREATE_SESSION_ID, {"input": {}})

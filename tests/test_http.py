@@ -13,8 +13,11 @@ import httpx
 import orjson
 import pytest
 
+from sessiongraph.app import create_app
 from sessiongraph.settings import Settings
+from storage import Database
 from tests.operations import LIST_SESSIONS, UPDATE_SESSION
+from tests.serving import bound_socket, serve
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
@@ -483,3 +486,20 @@ async def test_readyz_is_200_when_the_database_answers(http: httpx.AsyncClient) 
 
     assert response.status_code == 200
     assert response.json()["ready"] is True
+
+
+INTROSPECTION = "{ __schema { queryType { name } } }"
+
+
+async def test_introspection_can_be_switched_off(
+    settings: Settings, database: Database, org: tuple[str, str]
+) -> None:
+    closed = create_app(settings.model_copy(update={"introspection": False}))
+    async with serve(closed, bound_socket()) as url, httpx.AsyncClient() as client:
+        response = await client.post(
+            f"{url}/graphql",
+            json={"query": INTROSPECTION},
+            headers={"Authorization": f"Bearer {org[1]}"},
+        )
+
+    assert response.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"

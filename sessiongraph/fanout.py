@@ -1,0 +1,171 @@
+"""Shared subscriptions: one execution and one serialized payload for many subscribers.
+
+Strawberry executes a subscription's selection set once per subscriber per event, and each
+result is encoded separately. Dashboards watching one session all send the same document
+with the same variables, so subscribers of the same organization with the same document and
+variables join one group: the group runs the subscription once and hands every member the
+same encoded payload, which members only wrap in their own frame.
+
+Only live-from-now subscriptions are shared (`sessionUpdated`, and `messageAdded` without
+`afterSeq`): a replaying subscriber needs its own history, so it runs on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import orjson
+from graphql import (
+    FieldNode,
+    GraphQLError,
+    OperationDefinitionNode,
+    OperationType,
+    VariableNode,
+    parse,
+)
+from strawberry.types.execution import ExecutionResult, PreExecutionError
+
+SHAREABLE_FIELDS = {"messageAdded": "afterSeq", "sessionUpdated": None}
+"""Root subscription fields that may be shared, each with the argument that prevents it."""
+
+GroupKey = tuple[str, str, str | None, bytes]
+Starter = Callable[[], Awaitable[AsyncIterator[ExecutionResult]]]
+Delivery = tuple[str, str]
+"""A frame type ("next", "error" or "complete") and its encoded payload."""
+
+
+@lru_cache(maxsize=256)
+def _shareable_document(query: str, operation_name: str | None) -> tuple[str, ...] | None:
+    """The variable names that decide sharing, or None when the document is not shareable."""
+    try:
+        document = parse(query)
+    except GraphQLError:
+        return None
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name is not None:
+        operations = [o for o in operations if o.name and o.name.value == operation_name]
+    if len(operations) != 1 or operations[0].operation is not OperationType.SUBSCRIPTION:
+        return None
+    selections = operations[0].selection_set.selections
+    if len(selections) != 1 or not isinstance(selections[0], FieldNode):
+        return None
+    root = selections[0]
+    if root.name.value not in SHAREABLE_FIELDS or root.directives:
+        return None
+    blocking = SHAREABLE_FIELDS[root.name.value]
+    variables: list[str] = []
+    for argument in root.arguments or ():
+        if argument.name.value == blocking:
+            if not isinstance(argument.value, VariableNode):
+                return None
+            variables.append(argument.value.name.value)
+    return tuple(variables)
+
+
+def group_key(
+    org_id: str, query: str, operation_name: str | None, variables: dict[str, Any] | None
+) -> GroupKey | None:
+    """The group a subscription may join, or None when it must run on its own."""
+    blocking = _shareable_document(query, operation_name)
+    if blocking is None or not org_id:
+        return None
+    values = variables or {}
+    if any(values.get(name) is not None for name in blocking):
+        return None
+    return (org_id, query, operation_name, orjson.dumps(values, option=orjson.OPT_SORT_KEYS))
+
+
+def encode(result: ExecutionResult) -> Delivery:
+    """The frame type and encoded payload of one result."""
+    errors = [error.formatted for error in result.errors or ()]
+    if isinstance(result, PreExecutionError):
+        return "error", orjson.dumps(errors).decode()
+    payload: dict[str, Any] = {"data": result.data}
+    if errors:
+        payload["errors"] = errors
+    if result.extensions:
+        payload["extensions"] = result.extensions
+    return "next", orjson.dumps(payload).decode()
+
+
+@dataclass(eq=False)
+class Member:
+    """One subscriber of a group: the deliveries it has yet to send."""
+
+    limit: int
+    queue: asyncio.Queue[Delivery] = field(default_factory=asyncio.Queue)
+    overflowed: bool = False
+
+
+class SharedStreams:
+    """The groups of this process, by organization, document and variables."""
+
+    def __init__(self, member_limit: int = 10_000) -> None:
+        self.member_limit = member_limit
+        self._groups: dict[GroupKey, _Group] = {}
+
+    @property
+    def group_count(self) -> int:
+        return len(self._groups)
+
+    @property
+    def member_count(self) -> int:
+        return sum(len(group.members) for group in self._groups.values())
+
+    @contextlib.asynccontextmanager
+    async def join(self, key: GroupKey, start: Starter) -> AsyncIterator[Member]:
+        """Membership of the group for `key`; the first member starts it with `start()`."""
+        group = self._groups.get(key)
+        if group is None or group.task.done():
+            # A finished group may linger until its last member leaves; never join one.
+            group = self._groups[key] = _Group(start)
+        member = Member(self.member_limit)
+        group.members.add(member)
+        try:
+            yield member
+        finally:
+            group.members.discard(member)
+            if not group.members:
+                if self._groups.get(key) is group:
+                    del self._groups[key]
+                await group.stop()
+
+
+class _Group:
+    """One running subscription and the members it delivers to."""
+
+    def __init__(self, start: Starter) -> None:
+        self.members: set[Member] = set()
+        self.task = asyncio.create_task(self._run(start))
+
+    async def _run(self, start: Starter) -> None:
+        results: AsyncIterator[ExecutionResult] | None = None
+        try:
+            results = await start()
+            async for result in results:
+                self._deliver(encode(result))
+        finally:
+            self._deliver(("complete", ""))
+            close = getattr(results, "aclose", None) if results is not None else None
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
+
+    def _deliver(self, delivery: Delivery) -> None:
+        for member in self.members:
+            if member.queue.qsize() >= member.limit:
+                # Too slow: it is dropped and reconnects, resuming from storage.
+                member.overflowed = True
+                member.queue.put_nowait(("complete", ""))
+            elif not member.overflowed:
+                member.queue.put_nowait(delivery)
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.task

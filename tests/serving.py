@@ -1,0 +1,40 @@
+"""Serving an app with uvicorn inside the test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvicorn
+from starlette.applications import Starlette
+
+
+@asynccontextmanager
+async def serve(app: Starlette, sock: socket.socket) -> AsyncIterator[str]:
+    """`app` served by uvicorn on the bound socket `sock` until the block ends; yields its
+    base URL. Binding first means no other process can take the port in between."""
+    config = uvicorn.Config(
+        app, log_level="warning", ws_per_message_deflate=False, timeout_graceful_shutdown=5
+    )
+    instance = uvicorn.Server(config)
+    task = asyncio.create_task(instance.serve(sockets=[sock]))
+    try:
+        while not instance.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.02)
+        host, port = sock.getsockname()[:2]
+        yield f"http://{host}:{port}"
+    finally:
+        instance.should_exit = True
+        await task
+
+
+def bound_socket() -> socket.socket:
+    """A TCP socket bound to a free port on 127.0.0.1."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock

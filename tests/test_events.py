@@ -1,0 +1,284 @@
+"""Where subscriptions get their events: the change stream, or a process's own writes, and
+delivery across server processes and uvicorn workers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from sessiongraph.embedded import EmbeddedDatabase, free_port
+from sessiongraph.settings import PROJECT_ROOT, Settings
+from storage import Database
+from storage.events import EventHub
+from tests.api_client import ApiClient
+from tests.conftest import new_org_key
+from tests.operations import CREATE_SESSION_ID
+from tests.ws_client import WsClient, connected, serving
+
+MESSAGE_ADDED = """
+subscription MessageAdded($sessionId: ID!, $afterSeq: Int) {
+  messageAdded(sessionId: $sessionId, afterSeq: $afterSeq) { seq content }
+}
+"""
+
+ADD_MESSAGE = """
+mutation Add($sessionId: ID!, $messages: [MessageInput!]!) {
+  addMessages(sessionId: $sessionId, messages: $messages) { seq }
+}
+"""
+
+PROCESS_START_SECONDS = 30.0
+PROCESS_STOP_SECONDS = 15.0
+WORKER_CONNECTIONS_MIN = 4
+WORKER_CONNECTIONS_MAX = 40
+
+
+async def new_session(api: ApiClient) -> str:
+    created = await api.data(CREATE_SESSION_ID, {"input": {}})
+    session_id: str = created["createSession"]["id"]
+    return session_id
+
+
+async def add_message(api: ApiClient, session_id: str, content: str) -> int:
+    added = await api.data(
+        ADD_MESSAGE, {"sessionId": session_id, "messages": [{"user": {"content": content}}]}
+    )
+    seq: int = added["addMessages"][0]["seq"]
+    return seq
+
+
+async def subscribe_from_start(client: WsClient, session_id: str) -> None:
+    await client.subscribe("1", MESSAGE_ADDED, {"sessionId": session_id, "afterSeq": 0})
+
+
+async def live_delivery(api: ApiClient, session_id: str, clients: list[WsClient]) -> None:
+    """Check that every client, subscribed to `session_id`, receives an append made with
+    `api` while it is live.
+
+    The first message may reach a subscriber by replay, if it registered after the append.
+    Once it has arrived the subscription is registered, so the second can only come from
+    the event source.
+    """
+    for expected in (1, 2):
+        assert await add_message(api, session_id, f"message {expected}") == expected
+        for client in clients:
+            added = (await client.data("1"))["messageAdded"]
+            assert added == {"seq": expected, "content": f"message {expected}"}
+
+
+def change_stream_tasks() -> int:
+    return sum(1 for task in asyncio.all_tasks() if task.get_name() == "change-stream")
+
+
+@asynccontextmanager
+async def server_process(
+    settings: Settings, mongo_uri: str, log_file: Path, workers: int = 1
+) -> AsyncIterator[tuple[str, int]]:
+    """`sessiongraph serve` as a process of its own on the test database; yields its base
+    URL and pid, and stops it (SIGTERM, then SIGKILL for its whole group) when done."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "MONGODB_URI": mongo_uri,
+        "SESSIONGRAPH_DB_NAME": settings.db_name,
+        "SESSIONGRAPH_PORT": str(port),
+        "SESSIONGRAPH_AUTH_CACHE_SECONDS": "0",
+        "SESSIONGRAPH_LOG_LEVEL": "WARNING",
+    }
+    command = [sys.executable, "-m", "sessiongraph.cli", "serve", "--port", str(port)]
+    with log_file.open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            "--workers",
+            str(workers),
+            env=env,
+            cwd=PROJECT_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        await wait_healthy(base_url, process, log_file)
+        yield base_url, process.pid
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), PROCESS_STOP_SECONDS)
+            except TimeoutError:
+                os.killpg(process.pid, signal.SIGKILL)
+                await process.wait()
+
+
+async def wait_healthy(base_url: str, process: asyncio.subprocess.Process, log_file: Path) -> None:
+    """Return once /healthz answers; fail with the process's output if it exits or takes
+    longer than PROCESS_START_SECONDS."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + PROCESS_START_SECONDS
+    async with httpx.AsyncClient(base_url=base_url, timeout=2) as http:
+        while True:
+            if process.returncode is not None:
+                output = await asyncio.to_thread(log_file.read_text)
+                raise AssertionError(f"the server exited with {process.returncode}:\n{output}")
+            try:
+                if (await http.get("/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if loop.time() > deadline:
+                raise AssertionError(f"no /healthz within {PROCESS_START_SECONDS:g} s")
+            await asyncio.sleep(0.1)
+
+
+def children_of(pid: int) -> list[int]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # The fields after the parenthesised command: state, then the parent's pid.
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                children.append(int(entry.name))
+    return children
+
+
+def processes_with_connections_on(port: int, pids: list[int]) -> set[int]:
+    """Which of `pids` hold an established TCP connection on local port `port` (Linux)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rpartition(":")[2], 16)
+            if local_port == port and fields[3] == "01":
+                inodes.add(fields[9])
+    holders = set()
+    for pid in pids:
+        try:
+            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:
+            continue
+        if any(link.startswith("socket:[") and link[8:-1] in inodes for link in links):
+            holders.add(pid)
+    return holders
+
+
+@pytest.fixture(scope="module")
+async def standalone_uri() -> AsyncIterator[str]:
+    """A SecantusDB server started as a standalone server, which has no change streams."""
+    standalone = EmbeddedDatabase(data_dir=None, extra_args=("--standalone",))
+    await standalone.start_async()
+    try:
+        yield standalone.uri
+    finally:
+        await standalone.stop_async()
+
+
+async def test_the_shared_server_follows_the_change_stream(app: Starlette, server: str) -> None:
+    events: EventHub = app.state.services.events
+    assert events.mode == "changestream"
+    assert events.running
+
+
+async def test_a_standalone_database_makes_the_server_fall_back_to_local_events(
+    settings: Settings, standalone_uri: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with serving(settings, mongodb_uri=standalone_uri) as (_, app):
+        assert app.state.services.events.mode == "local"
+    warnings = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "storage.events" and r.levelno == logging.WARNING
+    ]
+    assert len(warnings) == 1, warnings
+    assert "standalone server, which offers no change streams" in warnings[0]
+
+
+async def test_subscriptions_on_a_standalone_database_see_writes_through_the_same_server(
+    settings: Settings, standalone_uri: str
+) -> None:
+    db = await Database.connect(standalone_uri, settings.db_name)
+    try:
+        _, key = await new_org_key(db)
+    finally:
+        await db.close()
+    async with (
+        serving(settings, mongodb_uri=standalone_uri) as (url, _),
+        ApiClient(url, key) as api,
+        connected(url, key) as client,
+    ):
+        session_id = await new_session(api)
+        await subscribe_from_start(client, session_id)
+        await live_delivery(api, session_id, [client])
+
+
+async def test_forced_local_events_on_a_replica_set_deliver_writes_through_the_same_server(
+    settings: Settings, org: tuple[str, str]
+) -> None:
+    async with (
+        serving(settings, events_mode="local") as (url, app),
+        ApiClient(url, org[1]) as api,
+        connected(url, org[1]) as client,
+    ):
+        assert app.state.services.events.mode == "local"
+        session_id = await new_session(api)
+        await subscribe_from_start(client, session_id)
+        await live_delivery(api, session_id, [client])
+
+
+async def test_forced_local_events_open_no_change_stream(settings: Settings) -> None:
+    before = change_stream_tasks()
+    async with serving(settings, events_mode="local"):
+        assert change_stream_tasks() == before
+
+
+async def test_a_subscriber_on_one_server_process_receives_appends_made_through_another(
+    settings: Settings, mongo_uri: str, org: tuple[str, str], tmp_path: Path
+) -> None:
+    async with (
+        server_process(settings, mongo_uri, tmp_path / "one.log") as (one, _),
+        server_process(settings, mongo_uri, tmp_path / "other.log") as (other, _),
+        ApiClient(other, org[1]) as api,
+        connected(one, org[1]) as client,
+    ):
+        session_id = await new_session(api)
+        await subscribe_from_start(client, session_id)
+        await live_delivery(api, session_id, [client])
+
+
+async def test_subscribers_on_every_uvicorn_worker_receive_an_append(
+    settings: Settings, mongo_uri: str, org: tuple[str, str], tmp_path: Path
+) -> None:
+    async with (
+        server_process(settings, mongo_uri, tmp_path / "workers.log", workers=2) as (url, pid),
+        ApiClient(url, org[1]) as api,
+        AsyncExitStack() as connections,
+    ):
+        port = int(url.rpartition(":")[2])
+        clients: list[WsClient] = []
+        # The kernel hands each connection to whichever worker accepts it first.
+        while len(clients) < WORKER_CONNECTIONS_MIN or (
+            len(processes_with_connections_on(port, children_of(pid))) < 2
+            and len(clients) < WORKER_CONNECTIONS_MAX
+        ):
+            clients.append(await connections.enter_async_context(connected(url, org[1])))
+        assert len(processes_with_connections_on(port, children_of(pid))) == 2, (
+            f"{len(clients)} connections all landed on one worker"
+        )
+        session_id = await new_session(api)
+        for client in clients:
+            await subscribe_from_start(client, session_id)
+        await live_delivery(api, session_id, clients)
