@@ -13,6 +13,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
@@ -105,7 +107,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ready = report["database"] == "ok" and services.events.running
         return JSONResponse({"ready": ready, **report}, status_code=200 if ready else 503)
 
+    middleware = []
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type", "Accept", "X-Request-ID"],
+                expose_headers=["X-Request-ID", "Retry-After"],
+                max_age=600,
+            )
+        )
     return Starlette(
+        middleware=middleware,
         routes=[
             Route(
                 "/graphql", graphql_http.handle, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]

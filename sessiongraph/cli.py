@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from pydantic import ValidationError
 
 from sessiongraph.embedded import EmbeddedDatabase, EmbeddedDatabaseError, port_answers
+from sessiongraph.log_config import log_config
 from sessiongraph.settings import Settings
 from storage import ApiKeyNotFound, ApiKeyStore, Database
 
@@ -108,6 +109,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         port=int(os.environ["SESSIONGRAPH_PORT"]),
         workers=args.workers,
         log_level=settings.log_level.lower(),
+        log_config=log_config(settings.log_level),
         ws_per_message_deflate=False,
     )
     return 0

@@ -59,6 +59,11 @@ class Settings(BaseSettings):
         ge=1,
         description="Messages queued per subscriber; a slower one re-reads from storage.",
     )
+    cors_origins: list[str] = Field(
+        default=[],
+        description='Browser origins allowed to call the API, as JSON: ["https://app.example"]. '
+        "Empty (the default) allows none.",
+    )
     graphiql: bool = True
     introspection: bool = True
     max_body_bytes: int = Field(default=1_048_576, ge=1024)

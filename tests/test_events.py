@@ -282,3 +282,54 @@ async def test_subscribers_on_every_uvicorn_worker_receive_an_append(
         for client in clients:
             await subscribe_from_start(client, session_id)
         await live_delivery(api, session_id, clients)
+
+
+@pytest.fixture
+async def failpoint_uri() -> AsyncIterator[str]:
+    """A SecantusDB of this test's own with test commands on, whatever MONGODB_URI says."""
+    database = EmbeddedDatabase(data_dir=None, extra_args=("--enable-test-commands",))
+    await database.start_async()
+    try:
+        yield database.uri
+    finally:
+        await database.stop_async()
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        # PyMongo resumes the stream itself after a dropped connection.
+        {"closeConnection": True},
+        # A plain command error it does not resume: the hub reopens from its resume token.
+        {"errorCode": 2, "errorLabels": []},
+    ],
+    ids=["connection-dropped", "command-error"],
+)
+async def test_the_change_stream_resumes_without_losing_events(
+    settings: Settings, failpoint_uri: str, failure: dict[str, object]
+) -> None:
+    db = await Database.connect(failpoint_uri, settings.db_name)
+    try:
+        _, key = await new_org_key(db)
+        async with (
+            serving(settings, mongodb_uri=failpoint_uri) as (url, _),
+            ApiClient(url, key) as api,
+            connected(url, key) as client,
+        ):
+            session_id = await new_session(api)
+            await subscribe_from_start(client, session_id)
+            await live_delivery(api, session_id, [client])
+            # The change stream's next three getMore commands fail.
+            await db.client.admin.command(
+                {
+                    "configureFailPoint": "failCommand",
+                    "mode": {"times": 3},
+                    "data": {"failCommands": ["getMore"], **failure},
+                }
+            )
+            for seq in range(3, 8):
+                assert await add_message(api, session_id, f"message {seq}") == seq
+            received = [(await client.data("1"))["messageAdded"]["seq"] for _ in range(3, 8)]
+            assert received == [3, 4, 5, 6, 7]
+    finally:
+        await db.close()

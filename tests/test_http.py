@@ -503,3 +503,30 @@ async def test_introspection_can_be_switched_off(
         )
 
     assert response.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+
+
+PREFLIGHT_HEADERS = {
+    "Origin": "https://app.example",
+    "Access-Control-Request-Method": "POST",
+    "Access-Control-Request-Headers": "authorization, content-type",
+}
+
+
+async def test_cross_origin_requests_are_refused_by_default(http: httpx.AsyncClient) -> None:
+    response = await http.options("/graphql", headers=PREFLIGHT_HEADERS)
+
+    assert "access-control-allow-origin" not in response.headers
+
+
+async def test_a_configured_origin_passes_the_cors_preflight(settings: Settings) -> None:
+    app = create_app(settings.model_copy(update={"cors_origins": ["https://app.example"]}))
+    async with serve(app, bound_socket()) as url, httpx.AsyncClient() as client:
+        allowed = await client.options(f"{url}/graphql", headers=PREFLIGHT_HEADERS)
+        other = await client.options(
+            f"{url}/graphql", headers={**PREFLIGHT_HEADERS, "Origin": "https://evil.example"}
+        )
+
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+    assert "authorization" in allowed.headers["access-control-allow-headers"].lower()
+    assert "access-control-allow-origin" not in other.headers
