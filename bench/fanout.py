@@ -124,7 +124,8 @@ async def measure(
         rss_before = [s.memory_kib()[0] for s in servers]
         context = multiprocessing.get_context("spawn")
         ready_queue, result_queue = context.Queue(), context.Queue()
-        shares = [subscribers // client_processes] * client_processes
+        processes = min(client_processes, subscribers)
+        shares = [subscribers // processes] * processes
         shares[0] += subscribers - sum(shares)
         workers = [
             context.Process(
