@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
+    DisableIntrospection,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
@@ -17,6 +18,7 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from schema.cost import QueryCostLimiter
 from schema.errors import ErrorPresenter
 from schema.messages import (
     AssistantMessage,
@@ -28,6 +30,9 @@ from schema.messages import (
 from schema.scalars import SCALAR_MAP
 from schema.sessions import SessionMutations, SessionQueries
 from schema.subscriptions import Subscription
+
+PAGE_SIZES = {("Query", "sessions"): 20, ("Session", "messages"): 50}
+"""Default page sizes, which the cost estimate assumes when first/last are not given."""
 
 
 class SessionGraphSchema(strawberry.Schema):
@@ -51,26 +56,29 @@ class Mutation(SessionMutations):
 
 
 def create_schema(
-    extra_extensions: Sequence[Callable[[], SchemaExtension]] = (),
+    *, max_query_cost: int = 5000, max_depth: int = 12, introspection: bool = True
 ) -> strawberry.Schema:
     """The schema with its guards: parser and validation caches (bounded), limits on depth,
-    tokens and aliases, and error coding and masking."""
+    tokens, aliases and estimated cost, and error coding and masking. Without introspection,
+    field suggestions ("Did you mean ...?") are off too, so they cannot map the schema."""
     extensions: list[Callable[[], SchemaExtension]] = [
         lambda: ParserCache(maxsize=512),
         lambda: ValidationCache(maxsize=512),
-        lambda: QueryDepthLimiter(max_depth=12),
+        lambda: QueryDepthLimiter(max_depth=max_depth),
         lambda: MaxTokensLimiter(max_token_count=4000),
         lambda: MaxAliasesLimiter(max_alias_count=30),
-        *extra_extensions,
+        lambda: QueryCostLimiter(max_query_cost, default_page_size=20, field_page_sizes=PAGE_SIZES),
         ErrorPresenter,
     ]
+    if not introspection:
+        extensions.insert(2, DisableIntrospection)
     return SessionGraphSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         types=[SystemMessage, UserMessage, AssistantMessage, ToolMessage, DeveloperMessage],
         extensions=extensions,
-        config=StrawberryConfig(scalar_map=SCALAR_MAP),
+        config=StrawberryConfig(scalar_map=SCALAR_MAP, disable_field_suggestions=not introspection),
     )
 
 

@@ -18,7 +18,6 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
-from strawberry.extensions import DisableIntrospection
 
 from schema import create_schema
 from sessiongraph.auth import KeyVerifier
@@ -39,7 +38,11 @@ READY_TIMEOUT_SECONDS = 2.0
 def create_app(settings: Settings | None = None) -> Starlette:
     """Build the app for `settings` (read from the environment when not given)."""
     settings = settings or Settings()
-    schema = create_schema(() if settings.introspection else (DisableIntrospection,))
+    schema = create_schema(
+        max_query_cost=settings.max_query_cost,
+        max_depth=settings.max_query_depth,
+        introspection=settings.introspection,
+    )
     graphql_http = GraphQLHTTP(
         schema, graphiql=settings.graphiql, max_body_bytes=settings.max_body_bytes
     )

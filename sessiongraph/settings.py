@@ -67,6 +67,18 @@ class Settings(BaseSettings):
     graphiql: bool = True
     introspection: bool = True
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_query_depth: int = Field(
+        default=12,
+        ge=2,
+        description="Deepest field nesting an operation may select (introspection fields "
+        "aside; those are bounded by the token limit).",
+    )
+    max_query_cost: int = Field(
+        default=5000,
+        ge=1,
+        description="Operations whose estimated cost (fields selected, multiplied by page "
+        "sizes) exceeds this are rejected with QUERY_TOO_COMPLEX before they run.",
+    )
     dev_key_file: Path = PROJECT_ROOT / "data" / "dev-api-key"
 
     @field_validator("mongodb_uri")
