@@ -25,6 +25,7 @@ from sessiongraph.dev_key import announce_development_key
 from sessiongraph.embedded import EmbeddedDatabase
 from sessiongraph.graphql_http import GraphQLHTTP
 from sessiongraph.graphql_ws import GraphQLWebSocket
+from sessiongraph.rate_limit import RateLimit
 from sessiongraph.services import Services
 from sessiongraph.settings import Settings
 from storage import ApiKeyStore, Database, MessageStore, SessionStore
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return JSONResponse({"ready": ready, **report}, status_code=200 if ready else 503)
 
     middleware = []
+    # CORS outermost, so that even a 429 carries its headers.
     if settings.cors_origins:
         middleware.append(
             Middleware(
@@ -120,6 +122,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 allow_headers=["Authorization", "Content-Type", "Accept", "X-Request-ID"],
                 expose_headers=["X-Request-ID", "Retry-After"],
                 max_age=600,
+            )
+        )
+    if settings.rate_limit_per_second > 0:
+        middleware.append(
+            Middleware(
+                RateLimit, rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst
             )
         )
     return Starlette(

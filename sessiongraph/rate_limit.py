@@ -1,0 +1,91 @@
+"""Per-key rate limiting for POST /graphql: a token bucket per API key.
+
+Buckets live in this process: with N server processes a key may reach N times the rate.
+Requests without a key share a bucket per client address, so they cannot be used to get
+around the limit (they fail authentication anyway).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections import OrderedDict
+
+import orjson
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from sessiongraph.auth import bearer_key
+
+
+class TokenBuckets:
+    """Buckets of `burst` tokens refilled at `rate` per second, least recently used evicted."""
+
+    def __init__(self, rate: float, burst: int, max_buckets: int = 100_000) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_buckets = max_buckets
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def take(self, name: str, now: float | None = None) -> float:
+        """Take a token for `name`: 0 when granted, else the seconds until one is available."""
+        now = time.monotonic() if now is None else now
+        tokens, then = self._buckets.get(name, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - then) * self.rate)
+        if tokens >= 1:
+            self._buckets[name] = (tokens - 1, now)
+            wait = 0.0
+        else:
+            self._buckets[name] = (tokens, now)
+            wait = (1 - tokens) / self.rate
+        self._buckets.move_to_end(name)
+        if len(self._buckets) > self.max_buckets:
+            self._buckets.popitem(last=False)
+        return wait
+
+
+class RateLimit:
+    """ASGI middleware answering 429 RATE_LIMITED, with Retry-After, to a key over its rate."""
+
+    def __init__(self, app: ASGIApp, rate: float, burst: int, path: str = "/graphql") -> None:
+        self.app = app
+        self.buckets = TokenBuckets(rate, burst)
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.path:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        key = bearer_key(headers.get(b"authorization", b"").decode("latin-1"))
+        if key is not None:
+            name = "key:" + hashlib.sha256(key.encode()).hexdigest()
+        else:
+            name = "addr:" + str((scope.get("client") or ("?",))[0])
+        wait = self.buckets.take(name)
+        if wait == 0:
+            await self.app(scope, receive, send)
+            return
+        retry_after = str(max(1, math.ceil(wait)))
+        body = orjson.dumps(
+            {
+                "errors": [
+                    {
+                        "message": f"Too many requests for this API key; retry in {retry_after} s.",
+                        "extensions": {"code": "RATE_LIMITED", "retryAfter": int(retry_after)},
+                    }
+                ]
+            }
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 429,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"retry-after", retry_after.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
