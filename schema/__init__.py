@@ -56,7 +56,7 @@ class Mutation(SessionMutations):
 
 
 def create_schema(
-    *, max_query_cost: int = 5000, max_depth: int = 12, introspection: bool = True
+    *, max_query_cost: int = 50_000, max_depth: int = 12, introspection: bool = True
 ) -> strawberry.Schema:
     """The schema with its guards: parser and validation caches (bounded), limits on depth,
     tokens, aliases and estimated cost, and error coding and masking. Without introspection,

@@ -27,9 +27,10 @@ from sessiongraph.graphql_http import GraphQLHTTP
 from sessiongraph.graphql_ws import GraphQLWebSocket
 from sessiongraph.rate_limit import RateLimit
 from sessiongraph.services import Services
-from sessiongraph.settings import Settings
+from sessiongraph.settings import Settings, secret_keys
 from storage import ApiKeyStore, Database, MessageStore, SessionStore
 from storage.events import EventHub
+from storage.secret_box import SecretBox
 
 log = logging.getLogger("sessiongraph")
 
@@ -77,8 +78,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             events = EventHub(feed_capacity=settings.subscriber_buffer)
             await events.start(db, settings.events_mode)
             publish = events.local_publisher()
+            secrets = SecretBox(secret_keys(settings.secret_key)) if settings.secret_key else None
             services = Services(
-                sessions=SessionStore(db, publish),
+                sessions=SessionStore(db, publish, secrets),
                 messages=MessageStore(db, publish),
                 events=events,
                 verifier=KeyVerifier(keys, settings.auth_cache_seconds),

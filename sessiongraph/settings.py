@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from storage.secret_box import SecretBox
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,8 +38,18 @@ class Settings(BaseSettings):
     db_timeout_ms: int = Field(
         default=5000,
         ge=100,
-        description="Server selection and connect timeout: how long a request waits "
-        "for an unreachable database before failing with SERVICE_UNAVAILABLE.",
+        description="How long a request waits for an unreachable database (server "
+        "selection, connecting, a free connection, retrying a transaction) before failing "
+        "with SERVICE_UNAVAILABLE.",
+    )
+    db_command_timeout_ms: int = Field(
+        default=15_000,
+        # A change stream's getMore waits up to a second on the server before answering.
+        ge=2000,
+        description="How long a request waits for the database's reply to one command "
+        "before failing with SERVICE_UNAVAILABLE, so a database that stops answering "
+        "cannot hold requests; raise it if long commands (deleting a very long "
+        "transcript) need more.",
     )
     auth_cache_seconds: float = Field(
         default=5.0,
@@ -71,6 +83,11 @@ class Settings(BaseSettings):
         description='Browser origins allowed to call the API, as JSON: ["https://app.example"]. '
         "Empty (the default) allows none.",
     )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key(s), comma-separated, that encrypt write-only secrets at rest; "
+        "the first encrypts, all decrypt. Unset: secrets are stored unencrypted.",
+    )
     graphiql: bool = True
     introspection: bool = True
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
@@ -81,7 +98,7 @@ class Settings(BaseSettings):
         "aside; those are bounded by the token limit).",
     )
     max_query_cost: int = Field(
-        default=5000,
+        default=50_000,
         ge=1,
         description="Operations whose estimated cost (fields selected, multiplied by page "
         "sizes) exceeds this are rejected with QUERY_TOO_COMPLEX before they run.",
@@ -99,7 +116,19 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("secret_key")
+    @classmethod
+    def _check_secret_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            SecretBox(secret_keys(value))
+        return value
+
     @property
     def embedded(self) -> bool:
         """True when the server runs its own SecantusDB instead of a given MongoDB."""
         return self.mongodb_uri is None
+
+
+def secret_keys(value: SecretStr) -> list[str]:
+    """The keys of a comma-separated SESSIONGRAPH_SECRET_KEY."""
+    return [key.strip() for key in value.get_secret_value().split(",") if key.strip()]

@@ -31,14 +31,18 @@ from storage.records import (
     SessionRecord,
     TimeRange,
 )
+from storage.secret_box import SecretBox
 
 
 class SessionStore:
     """Reads and writes the `sessions` collection (and, on create and delete, `messages`)."""
 
-    def __init__(self, db: Database, publish: Publisher | None = None) -> None:
+    def __init__(
+        self, db: Database, publish: Publisher | None = None, secrets: SecretBox | None = None
+    ) -> None:
         self._db = db
         self._publish = publish
+        self._secrets = secrets
 
     async def create(
         self, org_id: str, new: NewSession, messages: list[NewMessage]
@@ -55,6 +59,8 @@ class SessionStore:
             "updated_at": now,
             "message_count": len(messages),
         }
+        if self._secrets is not None and doc.get("phone_number_secrets"):
+            doc["phone_number_secrets"] = self._secrets.seal(doc["phone_number_secrets"])
         message_docs = message_documents(org_id, session_id, 1, messages, now)
 
         async def write(session: Any) -> None:

@@ -23,7 +23,12 @@ async def serve(app: Starlette, sock: socket.socket) -> AsyncIterator[str]:
     try:
         while not instance.started:
             if task.done():
-                task.result()
+                try:
+                    task.result()
+                except SystemExit as exit:
+                    # uvicorn exits when the app fails to start; an exit would stop the loop.
+                    raise RuntimeError(f"the app failed to start (exit {exit.code})") from None
+                raise RuntimeError("the server stopped before it started")
             await asyncio.sleep(0.02)
         host, port = sock.getsockname()[:2]
         yield f"http://{host}:{port}"

@@ -29,7 +29,7 @@ LIST_EVERYTHING = (
 query List {{
   sessions(first: 10) {{
     totalCount
-    edges {{ cursor node {{ {EVERYTHING} }} }}
+    edges {{ cursor node {{ id }} }}
     nodes {{ {EVERYTHING} }}
     pageInfo {{ hasNextPage hasPreviousPage startCursor endCursor }}
   }}
