@@ -530,3 +530,12 @@ async def test_a_configured_origin_passes_the_cors_preflight(settings: Settings)
     assert allowed.headers["access-control-allow-origin"] == "https://app.example"
     assert "authorization" in allowed.headers["access-control-allow-headers"].lower()
     assert "access-control-allow-origin" not in other.headers
+
+
+async def test_graphiql_can_be_switched_off(settings: Settings) -> None:
+    quiet = create_app(settings.model_copy(update={"graphiql": False}))
+    async with serve(quiet, bound_socket()) as url, httpx.AsyncClient() as client:
+        response = await client.get(f"{url}/graphql", headers={"Accept": "text/html"})
+
+    assert response.status_code == 405
+    assert response.headers["content-type"].startswith("application/json")
