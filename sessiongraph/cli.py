@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from sessiongraph.embedded import EmbeddedDatabase, EmbeddedDatabaseError, port_answers
 from sessiongraph.log_config import log_config
 from sessiongraph.settings import Settings
-from storage import ApiKeyNotFound, ApiKeyStore, Database
+from storage import ApiKeyNotFound, ApiKeyStore, Database, NewMessage, NewSession, SessionStore
 
 ORG_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -90,6 +90,40 @@ async def _keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_SESSIONS = [
+    ("Order status", [("user", "Where is my order 7?"), ("assistant", "It shipped today.")]),
+    ("Billing question", [("user", "Why was I charged twice?"), ("assistant", "Let me check.")]),
+    ("Appointment", [("user", "Can I move my booking to Friday?")]),
+]
+
+
+async def _seed_demo(settings: Settings, args: argparse.Namespace) -> int:
+    async with _database(settings) as db:
+        record, key = await ApiKeyStore(db).create(args.org, "demo")
+        sessions = SessionStore(db)
+        for name, lines in DEMO_SESSIONS:
+            new: NewSession = {
+                "name": name,
+                "status": "active",
+                "expiration_seconds": 86_400,
+                "assistant_id": None,
+                "assistant": {"name": "Ava", "model": {"provider": "openai", "model": "gpt-4o"}},
+                "customer": {"number": "+14155550123", "name": "Demo customer"},
+                "phone_number_id": None,
+                "phone_number": None,
+                "phone_number_secrets": None,
+            }
+            messages: list[NewMessage] = [
+                {"role": role, "fields": {"content": text}}  # type: ignore[typeddict-item]
+                for role, text in lines
+            ]
+            await sessions.create(args.org, new, messages)
+    print(f"Seeded {len(DEMO_SESSIONS)} sessions for organization {args.org!r}.")
+    print(f"Key {record['id']}, shown only now. The key:")
+    print(key)
+    return 0
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -146,6 +180,12 @@ def _parser() -> argparse.ArgumentParser:
     revoke = key_commands.add_parser("revoke", help="Revoke a key by id.")
     revoke.add_argument("id", help="The key id (key_...), as `keys list` shows.")
     revoke.set_defaults(run=_keys_revoke)
+
+    seed = commands.add_parser(
+        "seed-demo", help="Create a demo organization, a key and a few sessions with messages."
+    )
+    seed.add_argument("--org", default="demo", type=_org, help="The organization (demo).")
+    seed.set_defaults(run=_seed_demo)
 
     export = commands.add_parser("export-schema", help="Print the schema in GraphQL SDL.")
     export.set_defaults(run=_export_schema)

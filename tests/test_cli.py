@@ -172,6 +172,7 @@ async def test_export_schema_prints_the_sdl_in_schema_graphql(cli_env: dict[str,
         ["keys", "list"],
         ["keys", "revoke"],
         ["export-schema"],
+        ["seed-demo"],
     ],
     ids=lambda command: " ".join(command) or "sessiongraph",
 )
@@ -201,3 +202,19 @@ async def test_an_invalid_setting_exits_2_naming_the_setting_and_value(
     assert named in run.stderr
     assert value in run.stderr
     assert "Traceback" not in run.stderr
+
+
+SEEDED = "{ sessions { totalCount nodes { name messageCount } } }"
+
+
+async def test_seed_demo_creates_an_org_with_sessions_and_a_working_key(
+    server: str, cli_env: dict[str, str], org_id: str
+) -> None:
+    result = await sessiongraph(cli_env, "seed-demo", "--org", org_id)
+
+    assert result.returncode == 0, result.stderr
+    key = result.stdout.strip().splitlines()[-1]
+    async with ApiClient(server, key) as api:
+        data = await api.data(SEEDED)
+    assert data["sessions"]["totalCount"] == 3
+    assert sorted(n["messageCount"] for n in data["sessions"]["nodes"]) == [1, 2, 2]
