@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 
 from schema import create_schema
+from sessiongraph.access_log import AccessLog
 from sessiongraph.auth import KeyVerifier
 from sessiongraph.dev_key import announce_development_key
 from sessiongraph.embedded import EmbeddedDatabase
@@ -113,8 +114,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ready = report["database"] == "ok" and services.events.running
         return JSONResponse({"ready": ready, **report}, status_code=200 if ready else 503)
 
-    middleware = []
-    # CORS outermost, so that even a 429 carries its headers.
+    middleware = [Middleware(AccessLog)]
+    # CORS outside the rest, so that even a 429 carries its headers.
     if settings.cors_origins:
         middleware.append(
             Middleware(

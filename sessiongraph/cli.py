@@ -143,7 +143,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         port=int(os.environ["SESSIONGRAPH_PORT"]),
         workers=args.workers,
         log_level=settings.log_level.lower(),
-        log_config=log_config(settings.log_level),
+        log_config=log_config(settings.log_level, settings.log_format),
         ws_per_message_deflate=False,
     )
     return 0

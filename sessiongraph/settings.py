@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Logs as text for people, or one JSON object per line."
+    )
 
     embedded_data_dir: Path = PROJECT_ROOT / "data" / "secantus"
     embedded_port: int = Field(default=27117, ge=0, le=65535)

@@ -1,0 +1,84 @@
+"""Logs: one line per request with its request id; JSON lines when asked for."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sessiongraph.embedded import free_port
+from sessiongraph.log_config import JsonFormatter
+from sessiongraph.settings import Settings
+
+SESSIONGRAPH = Path(sys.executable).parent / "sessiongraph"
+START_SECONDS = 30.0
+
+
+def test_the_json_formatter_writes_one_object_with_extra_fields() -> None:
+    record = logging.makeLogRecord(
+        {"name": "sessiongraph.access", "levelname": "INFO", "msg": "GET %s", "args": ("/x",)}
+    )
+    record.request_id = "abc"
+
+    line = JsonFormatter().format(record)
+
+    entry = json.loads(line)
+    assert "\n" not in line
+    assert entry["message"] == "GET /x"
+    assert entry["request_id"] == "abc"
+    assert entry["logger"] == "sessiongraph.access"
+    assert entry["time"].endswith("+00:00")
+
+
+async def test_each_request_is_logged_with_its_request_id(
+    server: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="sessiongraph.access"):
+        async with httpx.AsyncClient() as client:
+            response = await client.post(f"{server}/graphql", json={"query": "{ __typename }"})
+
+    request_id = response.headers["x-request-id"]
+    lines = [r for r in caplog.records if getattr(r, "request_id", None) == request_id]
+    assert len(lines) == 1
+    assert lines[0].__dict__["status"] == 401
+    assert lines[0].__dict__["path"] == "/graphql"
+
+
+async def test_serve_writes_json_lines_when_asked(mongo_uri: str, settings: Settings) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "MONGODB_URI": mongo_uri,
+        "SESSIONGRAPH_DB_NAME": settings.db_name,
+        "SESSIONGRAPH_LOG_FORMAT": "json",
+    }
+    process = await asyncio.create_subprocess_exec(
+        str(SESSIONGRAPH), "serve", "--port", str(port),
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        async with httpx.AsyncClient() as client:
+            for _ in range(int(START_SECONDS / 0.1)):
+                try:
+                    response = await client.get(f"http://127.0.0.1:{port}/healthz")
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+            else:
+                pytest.fail("the server did not start")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.wait_for(process.communicate(), 30)
+
+    entries = [json.loads(line) for line in output.decode().splitlines() if line.strip()]
+    access = [e for e in entries if e["logger"] == "sessiongraph.access"]
+    assert response.status_code == 200
+    assert [(e["path"], e["status"]) for e in access] == [("/healthz", 200)]
+    assert all({"time", "level", "message"} <= e.keys() for e in entries)
