@@ -89,9 +89,13 @@ class EmbeddedDatabase:
         storage = ":memory:"
         log_target: IO[bytes] | int = subprocess.DEVNULL
         log_name = "its output"
+        durability: tuple[str, ...] = ()
         if self.data_dir is not None:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             storage = str(self.data_dir)
+            # SecantusDB honours j:true on a transaction's commit only with this flag; without
+            # it a crash can lose acknowledged appends.
+            durability = ("--sync-on-commit",)
             log_path = self.data_dir.parent / "secantus.log"
             log_name = str(log_path)
             log_target = log_path.open("ab")
@@ -101,6 +105,7 @@ class EmbeddedDatabase:
             "--port", str(self.port),
             "--storage-path", storage,
             "--log-level", "WARNING",
+            *durability,
             *self.extra_args,
         ]  # fmt: skip
         self.process = subprocess.Popen(

@@ -2,7 +2,9 @@
 
 POST with a JSON body runs an operation. The response is `application/graphql-response+json`
 when the client accepts it (request errors then get status 400) and `application/json`
-otherwise (always 200 once the request is well formed). GET from a browser serves GraphiQL.
+otherwise (200 once the request is well formed). Either way, a result that holds nothing but
+the database being unavailable gets 503 with Retry-After, a signal load balancers and
+clients act on. GET from a browser serves GraphiQL.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
+UNAVAILABLE = "SERVICE_UNAVAILABLE"
+UNAVAILABLE_MESSAGE = "The database is unavailable; try again shortly."
+RETRY_AFTER = {"Retry-After": "5"}
 
 EXAMPLE_OPERATION = """# Welcome to sessiongraph. Put your API key in the Headers tab below:
 #   {"Authorization": "Bearer sg_..."}
@@ -132,6 +137,15 @@ def _is_request_error(result: ExecutionResult) -> bool:
     return result.data is None and bool(errors) and all(not e.path for e in errors)
 
 
+def _is_unavailable(result: ExecutionResult) -> bool:
+    """Whether all the result says is that the database is unavailable: every error is
+    SERVICE_UNAVAILABLE and no data came back (null, or null for every field asked for)."""
+    errors = result.errors or []
+    if not errors or any((error.extensions or {}).get("code") != UNAVAILABLE for error in errors):
+        return False
+    return result.data is None or all(value is None for value in result.data.values())
+
+
 def _error_body(message: str, code: str, request_id: str) -> dict[str, Any]:
     return {"errors": [{"message": message, "extensions": {"code": code, "requestId": request_id}}]}
 
@@ -194,10 +208,7 @@ class GraphQLHTTP:
         except Exception as error:
             if not is_database_unavailable(error):
                 raise
-            raise HttpProblem(
-                503, "SERVICE_UNAVAILABLE", "The database is unavailable; try again shortly.",
-                {"Retry-After": "5"},
-            ) from None  # fmt: skip
+            raise HttpProblem(503, UNAVAILABLE, UNAVAILABLE_MESSAGE, RETRY_AFTER) from None
         if org_id is None:
             raise HttpProblem(
                 401,
@@ -224,12 +235,15 @@ class GraphQLHTTP:
                 400, "BAD_REQUEST", f"No operation named {operation_name!r} in the document."
             ) from None
         status = 400 if media_type == GRAPHQL_RESPONSE and _is_request_error(result) else 200
+        headers = None
+        if _is_unavailable(result):
+            status, headers = 503, RETRY_AFTER
         body: dict[str, Any] = {}
         if not _is_request_error(result):
             body["data"] = result.data
         if result.errors:
             body["errors"] = [_formatted(e) for e in result.errors]
-        return self._respond(body, status, media_type, request_id)
+        return self._respond(body, status, media_type, request_id, headers)
 
     async def _json_body(self, request: Request) -> Any:
         declared = request.headers.get("content-length")

@@ -41,18 +41,9 @@ class Settings(BaseSettings):
     db_timeout_ms: int = Field(
         default=5000,
         ge=100,
-        description="How long a request waits for an unreachable database (server "
-        "selection, connecting, a free connection, retrying a transaction) before failing "
-        "with SERVICE_UNAVAILABLE.",
-    )
-    db_command_timeout_ms: int = Field(
-        default=15_000,
-        # A change stream's getMore waits up to a second on the server before answering.
-        ge=2000,
-        description="How long a request waits for the database's reply to one command "
-        "before failing with SERVICE_UNAVAILABLE, so a database that stops answering "
-        "cannot hold requests; raise it if long commands (deleting a very long "
-        "transcript) need more.",
+        description="How long a request waits for an unreachable database (selecting "
+        "the server, connecting, retrying a transaction) before failing with "
+        "SERVICE_UNAVAILABLE.",
     )
     auth_cache_seconds: float = Field(
         default=5.0,

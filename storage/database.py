@@ -7,8 +7,11 @@ coroutines in PyMongo and plain calls in Motor; the small functions below hide t
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
+import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
@@ -17,6 +20,7 @@ from pymongo.errors import (
     AutoReconnect,
     ConnectionFailure,
     NetworkTimeout,
+    OperationFailure,
     PyMongoError,
     ServerSelectionTimeoutError,
 )
@@ -29,6 +33,13 @@ Driver = Literal["pymongo", "motor"]
 
 # Acknowledged means kept: an acknowledged write is journaled on a majority.
 DURABLE = WriteConcern(w="majority", j=True)
+
+DEFAULT_TIMEOUT_MS = 5000
+# The driver's labels for "this may well succeed if tried again" (the transactions spec).
+TRANSIENT_TRANSACTION_ERROR = "TransientTransactionError"
+UNKNOWN_COMMIT_RESULT = "UnknownTransactionCommitResult"
+MAX_TIME_MS_EXPIRED = 50
+RETRY_BACKOFF_SECONDS = (0.005, 0.5)
 
 SESSION_INDEXES = [
     IndexModel([("org_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]),
@@ -53,9 +64,16 @@ IDEMPOTENCY_INDEXES = [
 
 
 def is_database_unavailable(error: BaseException) -> bool:
-    """True when `error` means the database could not be reached, not that a command failed."""
-    return isinstance(
+    """True when `error` means the database could not be reached or could not finish in
+    time (a transaction still conflicting, or its commit unconfirmed, once retries ran
+    out), not that a command was refused: trying again shortly may succeed."""
+    if isinstance(
         error, ServerSelectionTimeoutError | ConnectionFailure | AutoReconnect | NetworkTimeout
+    ):
+        return True
+    return isinstance(error, PyMongoError) and (
+        error.has_error_label(TRANSIENT_TRANSACTION_ERROR)
+        or error.has_error_label(UNKNOWN_COMMIT_RESULT)
     )
 
 
@@ -76,10 +94,18 @@ async def to_list(cursor_or_awaitable: Any) -> list[dict[str, Any]]:
 class Database:
     """One MongoDB client and the collections of one database, all writing durably."""
 
-    def __init__(self, client: Any, db_name: str, *, supports_transactions: bool) -> None:
+    def __init__(
+        self,
+        client: Any,
+        db_name: str,
+        *,
+        supports_transactions: bool,
+        retry_seconds: float = DEFAULT_TIMEOUT_MS / 1000,
+    ) -> None:
         self.client = client
         self.db = client.get_database(db_name, write_concern=DURABLE)
         self.supports_transactions = supports_transactions
+        self.retry_seconds = retry_seconds
         self.sessions = self.db["sessions"]
         self.messages = self.db["messages"]
         self.api_keys = self.db["api_keys"]
@@ -87,9 +113,22 @@ class Database:
 
     @classmethod
     async def connect(
-        cls, uri: str, db_name: str, *, driver: Driver = "pymongo", timeout_ms: int = 5000
+        cls,
+        uri: str,
+        db_name: str,
+        *,
+        driver: Driver = "pymongo",
+        timeout_ms: int = DEFAULT_TIMEOUT_MS,
     ) -> Database:
-        """Open a client and learn whether the deployment can run transactions."""
+        """Open a client and learn whether the deployment can run transactions.
+
+        `timeout_ms` bounds the wait for a database that cannot be reached: selecting the
+        server, connecting to it, and retrying a transaction (see `in_transaction`).
+        """
+        # No socketTimeoutMS, timeoutMS or waitQueueTimeoutMS: with any of them PyMongo's
+        # async client waits through asyncio.wait_for, which on Python 3.11 can swallow a
+        # task's cancellation, and subscriptions are stopped by cancelling them. timeoutMS
+        # would also fail an idle change stream's wait for its next event.
         options: dict[str, Any] = {
             "tz_aware": True,
             "serverSelectionTimeoutMS": timeout_ms,
@@ -117,7 +156,9 @@ class Database:
                 "transactions, so a crash mid-append can leave a gap in a transcript.",
                 _redact(uri),
             )
-        return cls(client, db_name, supports_transactions=transactions)
+        return cls(
+            client, db_name, supports_transactions=transactions, retry_seconds=timeout_ms / 1000
+        )
 
     async def ensure_indexes(self) -> None:
         """Create every index the queries rely on; a no-op when they exist."""
@@ -133,20 +174,81 @@ class Database:
     async def in_transaction(self, callback: Callable[[Any], Awaitable[T]]) -> T:
         """Run `callback(session)` in a transaction, retried on transient errors.
 
+        The retry rules are those of the driver's `with_transaction`: a
+        TransientTransactionError runs the whole transaction again and an
+        UnknownTransactionCommitResult retries the commit. But `with_transaction` keeps
+        retrying for 120 s (a transaction whose server cannot be selected counts as
+        transient), far longer than a request should wait; here the retries stop after
+        `retry_seconds` and the last error is raised.
+
         On a deployment without transactions the callback runs once with `session=None`.
         """
         if not self.supports_transactions:
             return await callback(None)
+        deadline = time.monotonic() + self.retry_seconds
         session = self.client.start_session()
         if inspect.isawaitable(session):
             session = await session
         async with session:
-            result: T = await session.with_transaction(callback, write_concern=DURABLE)
-            return result
+            attempt = 0
+            while True:
+                attempt += 1
+                started = session.start_transaction(write_concern=DURABLE)
+                if inspect.isawaitable(started):
+                    await started
+                try:
+                    result = await callback(session)
+                except BaseException as error:
+                    if session.in_transaction:
+                        await session.abort_transaction()
+                    if _labelled(error, TRANSIENT_TRANSACTION_ERROR) and await _backed_off(
+                        attempt, deadline
+                    ):
+                        continue
+                    raise
+                if await _committed(session, deadline):
+                    return result
 
     async def close(self) -> None:
         """Close the client and its connection pool."""
         await close_client(self.client)
+
+
+async def _committed(session: Any, deadline: float) -> bool:
+    """Commit the session's transaction: True once committed, False when the whole
+    transaction must run again."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            await session.commit_transaction()
+            return True
+        except PyMongoError as error:
+            unknown = _labelled(error, UNKNOWN_COMMIT_RESULT) and not (
+                isinstance(error, OperationFailure) and error.code == MAX_TIME_MS_EXPIRED
+            )
+            if unknown and await _backed_off(attempt, deadline):
+                continue
+            if _labelled(error, TRANSIENT_TRANSACTION_ERROR) and await _backed_off(
+                attempt, deadline
+            ):
+                return False
+            raise
+
+
+def _labelled(error: BaseException, label: str) -> bool:
+    return isinstance(error, PyMongoError) and error.has_error_label(label)
+
+
+async def _backed_off(attempt: int, deadline: float) -> bool:
+    """Wait before retry number `attempt` (with jitter, growing); False, without waiting,
+    when the wait would end past `deadline`."""
+    first, most = RETRY_BACKOFF_SECONDS
+    delay = random.random() * min(first * 1.5**attempt, most)
+    if time.monotonic() + delay >= deadline:
+        return False
+    await asyncio.sleep(delay)
+    return True
 
 
 async def close_client(client: Any) -> None:
