@@ -122,7 +122,10 @@ def present(
         return _relocated(from_storage(original), error)
     if original is None and phase == "parse":
         return _coded(error, PARSE_FAILED)
-    if original is None and phase == "validate":
+    if phase == "validate" and (
+        original is None or isinstance(original, ValueError | OverflowError)
+    ):
+        # graphql-core keeps the exception of a scalar that could not parse a literal.
         return _coded(error, VALIDATION_FAILED)
     if not error.path and (original is None or isinstance(original, GraphQLError)):
         # Raised by graphql-core before resolving: variables that failed to coerce. Its

@@ -7,10 +7,12 @@ field exactly as the client wrote it.
 from __future__ import annotations
 
 import json
+import math
 import re
-from typing import Annotated, Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -20,6 +22,37 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+
+T = TypeVar("T")
+
+MAX_JSON_DEPTH = 32
+"""How deeply free-form JSON may nest; MongoDB refuses documents nested past 100 levels."""
+
+
+def _storable(value: T) -> T:
+    """`value`, free-form JSON, if MongoDB can store it as it was sent."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list) and depth > MAX_JSON_DEPTH:
+            raise ValueError(f"nests deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if "\x00" in key:
+                    raise ValueError(f"key {key!r} holds a NUL character")
+                pending.append((child, depth + 1))
+        elif isinstance(item, list):
+            pending.extend((child, depth + 1) for child in item)
+        elif isinstance(item, int) and not isinstance(item, bool):
+            if not -(2**63) <= item < 2**63:
+                raise ValueError(f"{item} does not fit in a 64-bit integer")
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"{item} is not a finite number")
+    return value
+
+
+FreeForm = Annotated[dict[str, Any], AfterValidator(_storable)]
+"""A JSON object stored as given."""
 
 Name = Annotated[str, StringConstraints(max_length=40)]
 Content = Annotated[str, StringConstraints(max_length=10_000)]
@@ -53,7 +86,9 @@ FIRST_MESSAGE_MODES = Literal[
 class Input(BaseModel):
     """Base of every input model: camelCase names, unknown fields rejected."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", allow_inf_nan=False
+    )
 
     def stored(self) -> dict[str, Any]:
         """The value as stored: camelCase keys, absent fields left out."""
@@ -101,7 +136,7 @@ class TranscriptFields(Input):
     message: Content | None = None
     time: Seconds | None = None
     seconds_from_start: Seconds | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: FreeForm | None = None
 
     @model_validator(mode="after")
     def _has_text(self) -> Self:
@@ -124,20 +159,20 @@ class AssistantMessageInput(Input):
     refusal: Content | None = None
     tool_calls: Annotated[list[ToolCallInput], Field(max_length=128)] | None = None
     name: Name | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: FreeForm | None = None
 
 
 class ToolMessageInput(Input):
     content: Content
     tool_call_id: Reference
     name: Name | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: FreeForm | None = None
 
 
 class DeveloperMessageInput(Input):
     content: Content
     name: Name | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: FreeForm | None = None
 
 
 class MessageInput(Input):
@@ -172,7 +207,7 @@ class CustomerInput(Input):
     name: Name | None = None
     email: Name | None = None
     external_id: Name | None = None
-    assistant_overrides: dict[str, Any] | None = None
+    assistant_overrides: FreeForm | None = None
 
     @field_validator("number")
     @classmethod
@@ -196,7 +231,7 @@ class BackoffPlanInput(Input):
 class ServerInput(Input):
     url: Annotated[str, StringConstraints(pattern=HTTP_URL.pattern, max_length=2048)]
     timeout_seconds: Annotated[float, Field(ge=1, le=300)] | None = None
-    headers: dict[str, str] | None = None
+    headers: Annotated[dict[str, str], AfterValidator(_storable)] | None = None
     backoff_plan: BackoffPlanInput | None = None
 
 
@@ -218,7 +253,7 @@ class SipDestinationInput(Input):
     sip_uri: Annotated[str, StringConstraints(pattern=r"^sips?:", max_length=256)]
     message: Annotated[str, StringConstraints(max_length=1000)] | None = None
     description: Annotated[str, StringConstraints(max_length=1000)] | None = None
-    sip_headers: dict[str, Any] | None = None
+    sip_headers: FreeForm | None = None
 
 
 class FallbackDestinationInput(Input):
@@ -239,7 +274,7 @@ class PhoneNumberInput(Input):
     sms_enabled: bool = True
     server: ServerInput | None = None
     fallback_destination: FallbackDestinationInput | None = None
-    hooks: Annotated[list[dict[str, Any]], Field(max_length=20)] | None = None
+    hooks: Annotated[list[FreeForm], Field(max_length=20)] | None = None
 
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = (
         "twilioAuthToken",
@@ -284,11 +319,11 @@ class AssistantInput(Input):
     ) = None
     client_messages: list[CLIENT_MESSAGES] | None = None
     server_messages: list[SERVER_MESSAGES] | None = None
-    metadata: dict[str, Any] | None = None
-    model: dict[str, Any] | None = None
-    voice: dict[str, Any] | None = None
-    transcriber: dict[str, Any] | None = None
-    config: dict[str, Any] | None = None
+    metadata: FreeForm | None = None
+    model: FreeForm | None = None
+    voice: FreeForm | None = None
+    transcriber: FreeForm | None = None
+    config: FreeForm | None = None
 
     _check_providers = field_validator("model", "voice", "transcriber")(_provider_config)
 

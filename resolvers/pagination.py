@@ -76,7 +76,12 @@ def session_position(cursor: str | None, argument: str, order_by: str) -> Sessio
     value = _decode(cursor, argument)
     match value:
         case ["s", str(field), int(millis), str(session_id)] if field == order_by:
-            return SessionPosition(datetime.fromtimestamp(millis / 1000, UTC), session_id)
+            try:
+                at = datetime.fromtimestamp(millis / 1000, UTC)
+            except (OverflowError, ValueError, OSError):
+                pass  # a time no datetime holds: not a cursor this API issued
+            else:
+                return SessionPosition(at, session_id)
         case ["s", str(field), int(), str()]:
             raise BadUserInput(
                 f"{argument}: the cursor comes from a list ordered by {field.upper()}, "

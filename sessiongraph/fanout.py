@@ -77,7 +77,11 @@ def group_key(
     values = variables or {}
     if any(values.get(name) is not None for name in blocking):
         return None
-    return (org_id, query, operation_name, orjson.dumps(values, option=orjson.OPT_SORT_KEYS))
+    try:
+        encoded = orjson.dumps(values, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits: valid JSON, run it alone
+        return None
+    return (org_id, query, operation_name, encoded)
 
 
 def encode(result: ExecutionResult) -> Delivery:
@@ -116,6 +120,12 @@ class SharedStreams:
     @property
     def member_count(self) -> int:
         return sum(len(group.members) for group in self._groups.values())
+
+    @property
+    def queued(self) -> int:
+        """Deliveries waiting to be sent, all members together; each holds at most
+        `member_limit` and a final `complete`."""
+        return sum(m.queue.qsize() for group in self._groups.values() for m in group.members)
 
     @contextlib.asynccontextmanager
     async def join(self, key: GroupKey, start: Starter) -> AsyncIterator[Member]:
@@ -158,11 +168,13 @@ class _Group:
 
     def _deliver(self, delivery: Delivery) -> None:
         for member in self.members:
+            if member.overflowed:
+                continue  # its last delivery is the `complete` that drops it
             if member.queue.qsize() >= member.limit:
                 # Too slow: it is dropped and reconnects, resuming from storage.
                 member.overflowed = True
                 member.queue.put_nowait(("complete", ""))
-            elif not member.overflowed:
+            else:
                 member.queue.put_nowait(delivery)
 
     async def stop(self) -> None:

@@ -2,8 +2,10 @@
 
 Strawberry runs both protocols. This adds what it leaves to the application: the API key
 (from `connection_init`'s payload, or the upgrade request's Authorization header for
-non-browser clients), and server-initiated pings on graphql-transport-ws so that idle
-connections stay open through proxies and dead peers are noticed.
+non-browser clients), server-initiated pings on graphql-transport-ws so that idle
+connections stay open through proxies and dead peers are noticed, and the same strictness on
+both protocols: a malformed message closes the connection with 4400, a second
+`connection_init` with 4429, and a subscription over the limit gets a coded error.
 """
 
 from __future__ import annotations
@@ -21,11 +23,25 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.exceptions import (
+    NonJsonMessageReceived,
+    NonTextMessageReceived,
+    WebSocketDisconnected,
+)
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
 )
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    Message,
+    SubscribeMessage,
+)
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.types import (
+    OperationMessage,
+    StartMessage,
+)
 from strawberry.types.execution import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
@@ -48,16 +64,64 @@ def authorization_of(params: dict[str, Any] | None) -> str | None:
     return None
 
 
+def protocol_violation(message: Any, start: str, stop: str) -> str | None:
+    """What makes a client message malformed (`start` and `stop` are the protocol's names
+    for subscribing and unsubscribing), or None."""
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        return "A message must be a JSON object with a string `type`."
+    if message["type"] in (start, stop) and not isinstance(message.get("id"), str):
+        return f"A `{message['type']}` message needs a string `id`."
+    if message["type"] == start:
+        payload = message.get("payload")
+        if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+            return f"A `{start}` message needs a `payload` with a string `query`."
+        if not isinstance(payload.get("variables"), dict | None):
+            return "`payload.variables` must be an object."
+        if not isinstance(payload.get("operationName"), str | None):
+            return "`payload.operationName` must be a string."
+    return None
+
+
+def subscription_limit_error(limit: int | None) -> dict[str, Any]:
+    """The error answering a subscription over the per-connection limit."""
+    return {
+        "message": f"Subscription limit reached: at most {limit} per connection.",
+        "extensions": {"code": "TOO_MANY_SUBSCRIPTIONS"},
+    }
+
+
 class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     """graphql-transport-ws with a `ping` from the server every `interval` seconds, and
     shared execution for subscriptions that many clients run alike."""
 
     interval: float = 15.0
 
+    async def handle_message(self, message: Message) -> None:
+        problem = protocol_violation(message, "subscribe", "complete")
+        if problem is not None:
+            await self.handle_invalid_message(problem)
+            return
+        await super().handle_message(message)
+
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         await super().handle_connection_init(message)
         if self.connection_acknowledged and not hasattr(self, "_pinger"):
             self._pinger = asyncio.create_task(self._ping_forever())
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        limit = self.max_subscriptions_per_connection
+        if (
+            self.connection_acknowledged
+            and message["id"] not in self.operations
+            and limit is not None
+            and len(self.operations) >= limit
+        ):
+            error = subscription_limit_error(limit)
+            await self.websocket.send_json(
+                {"id": message["id"], "type": "error", "payload": [error]}
+            )
+            return
+        await super().handle_subscribe(message)
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         """Run the operation, in a shared group when others run the same one."""
@@ -110,6 +174,55 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         await super().shutdown()
 
 
+class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
+    """The legacy graphql-ws, held to graphql-transport-ws's rules: a malformed message
+    closes the connection with 4400, a second `connection_init` with 4429."""
+
+    init_received = False
+
+    async def handle(self) -> None:
+        try:
+            try:
+                async for message in self.websocket.iter_json():
+                    await self.handle_message(message)  # type: ignore[arg-type]
+            except NonTextMessageReceived:
+                await self.websocket.close(4400, "WebSocket message type must be text")
+            except NonJsonMessageReceived:
+                await self.websocket.close(4400, "WebSocket message must be valid JSON")
+        except WebSocketDisconnected:
+            pass
+        finally:
+            if self.keep_alive_task:
+                self.keep_alive_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await self.keep_alive_task
+            await self.cleanup()
+
+    async def handle_message(self, message: OperationMessage) -> None:
+        problem = protocol_violation(message, "start", "stop")
+        known = ("connection_init", "connection_terminate", "start", "stop")
+        if problem is None and message["type"] not in known:
+            problem = f"Unknown message type: {message['type']}"
+        if problem is not None:
+            await self.websocket.close(4400, problem)
+            return
+        if message["type"] == "connection_init":
+            if self.init_received:
+                await self.websocket.close(4429, "Too many initialisation requests")
+                return
+            self.init_received = True
+        await super().handle_message(message)
+
+    async def handle_start(self, message: StartMessage) -> None:
+        limit = self.max_subscriptions_per_connection
+        running = len(self.tasks) - (message["id"] in self.tasks)
+        if self.connection_acknowledged and limit is not None and running >= limit:
+            error = subscription_limit_error(limit)
+            await self.websocket.send_json({"type": "error", "id": message["id"], "payload": error})
+            return
+        await super().handle_start(message)
+
+
 class GraphQLWebSocket(GraphQL[Context, None]):
     """The websocket side of /graphql."""
 
@@ -140,6 +253,7 @@ class GraphQLWebSocket(GraphQL[Context, None]):
             {"interval": keep_alive_seconds},
         )
         self.graphql_transport_ws_handler_class = handler
+        self.graphql_ws_handler_class = LegacyWSHandler
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket

@@ -53,6 +53,11 @@ class Feed:
 
     async def wait(self, seconds: float | None) -> bool:
         """Wait until something arrives or `seconds` pass; True when something arrived."""
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # On Python 3.11 asyncio.wait_for (below, and in drivers) returns a result that
+            # races with a cancellation and drops the cancellation; a subscriber must stop.
+            raise asyncio.CancelledError
         if not self._ready.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._ready.wait(), seconds)
@@ -75,6 +80,11 @@ class EventHub:
     def feed_count(self) -> int:
         """How many feeds are registered: zero once every subscriber has gone."""
         return sum(len(feeds) for feeds in self._feeds.values())
+
+    @property
+    def queued(self) -> int:
+        """Messages waiting in feeds, all feeds together; each holds at most `feed_capacity`."""
+        return sum(len(feed.messages) for feeds in self._feeds.values() for feed in feeds)
 
     @contextlib.contextmanager
     def subscribe(self, session_id: str) -> Iterator[Feed]:
