@@ -94,11 +94,10 @@ def from_storage(error: storage.StorageError) -> ApiError:
         return Conflict(str(error), id=error.session_id, reason=error.reason)
     if isinstance(error, storage.IdempotencyKeyReused):
         return Conflict(str(error), idempotencyKey=error.key)
-    if isinstance(error, storage.DatabaseUnavailable):
-        return ServiceUnavailable("The database is unavailable; try again shortly.")
     return ApiError(str(error))
 
 
+UNAVAILABLE_MESSAGE = "The database is unavailable; try again shortly."
 PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
 VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
 
@@ -134,9 +133,7 @@ def present(
         return _coded(error, "BAD_USER_INPUT")
     if original is not None and storage.is_database_unavailable(original):
         log.warning("database unavailable (request %s): %s", request_id, original)
-        return _relocated(
-            ServiceUnavailable("The database is unavailable; try again shortly."), error
-        )
+        return _relocated(ServiceUnavailable(UNAVAILABLE_MESSAGE), error)
     log.error(
         "unexpected error (request %s) at %s",
         request_id,

@@ -25,6 +25,7 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.types.graphql import OperationType
 
+from resolvers.errors import UNAVAILABLE_MESSAGE
 from sessiongraph.auth import bearer_key
 from sessiongraph.services import Services
 from storage import is_database_unavailable
@@ -36,7 +37,6 @@ JSON = "application/json"
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
 UNAVAILABLE = "SERVICE_UNAVAILABLE"
-UNAVAILABLE_MESSAGE = "The database is unavailable; try again shortly."
 RETRY_AFTER = {"Retry-After": "5"}
 
 EXAMPLE_OPERATION = """# Welcome to sessiongraph. Put your API key in the Headers tab below:

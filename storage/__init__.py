@@ -1,10 +1,9 @@
 """Everything that talks to MongoDB. No other package imports the driver."""
 
 from storage.api_keys import ApiKeyRecord, ApiKeyStore
-from storage.database import Database, is_database_error, is_database_unavailable
+from storage.database import Database, is_database_unavailable
 from storage.errors import (
     ApiKeyNotFound,
-    DatabaseUnavailable,
     IdempotencyKeyReused,
     SessionClosed,
     SessionNotFound,
@@ -29,7 +28,6 @@ __all__ = [
     "ApiKeyRecord",
     "ApiKeyStore",
     "Database",
-    "DatabaseUnavailable",
     "IdempotencyKeyReused",
     "MessageRecord",
     "MessageStore",
@@ -45,6 +43,5 @@ __all__ = [
     "SessionStore",
     "StorageError",
     "TimeRange",
-    "is_database_error",
     "is_database_unavailable",
 ]

@@ -77,11 +77,6 @@ def is_database_unavailable(error: BaseException) -> bool:
     )
 
 
-def is_database_error(error: BaseException) -> bool:
-    """True for any error raised by the driver."""
-    return isinstance(error, PyMongoError)
-
-
 async def to_list(cursor_or_awaitable: Any) -> list[dict[str, Any]]:
     """Drain a cursor that PyMongo returns from a coroutine and Motor returns directly."""
     cursor = cursor_or_awaitable

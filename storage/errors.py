@@ -41,7 +41,3 @@ class ApiKeyNotFound(StorageError):
     def __init__(self, key_id: str) -> None:
         super().__init__(f"No API key with id {key_id!r}.")
         self.key_id = key_id
-
-
-class DatabaseUnavailable(StorageError):
-    """The database could not be reached within the configured timeout."""
