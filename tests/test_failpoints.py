@@ -1,0 +1,203 @@
+"""Commands fail, injected with configureFailPoint: retried writes hold, an append commits
+whole or reports failure, a database that stops answering is bounded. See tests/faults.py."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from sessiongraph.embedded import EmbeddedDatabase
+from sessiongraph.settings import Settings
+from storage import Database
+from storage.database import Driver
+from tests.api_client import ApiClient
+from tests.conftest import new_org_key
+from tests.faults import (
+    FAULT_TIMEOUT_MS,
+    MASKED,
+    UNAVAILABLE,
+    answered_within,
+    append,
+    appended_seqs,
+    new_session,
+    transcript,
+)
+from tests.ws_client import serving
+
+# Commands fail: injected with configureFailPoint.
+
+
+@dataclass
+class Faulty:
+    """A database whose commands the test can make fail, and a server on it per driver."""
+
+    uri: str
+    key: str
+    urls: dict[Driver, str]
+    db: Database
+    """A direct connection, which arms and disarms the failpoints."""
+
+
+@pytest.fixture(scope="module")
+async def faulty(settings: Settings) -> AsyncIterator[Faulty]:
+    database = EmbeddedDatabase(data_dir=None, extra_args=("--enable-test-commands",))
+    await database.start_async()
+    try:
+        db = await Database.connect(database.uri, settings.db_name)
+        try:
+            _, key = await new_org_key(db)
+            changes = {"mongodb_uri": database.uri, "db_timeout_ms": FAULT_TIMEOUT_MS}
+            async with (
+                serving(settings, **changes, driver="pymongo") as (pymongo_url, _),
+                serving(settings, **changes, driver="motor") as (motor_url, _),
+            ):
+                urls: dict[Driver, str] = {"pymongo": pymongo_url, "motor": motor_url}
+                yield Faulty(database.uri, key, urls, db)
+        finally:
+            await db.close()
+    finally:
+        await database.stop_async()
+
+
+@pytest.fixture(params=["pymongo", "motor"])
+async def faulty_api(faulty: Faulty, request: pytest.FixtureRequest) -> AsyncIterator[ApiClient]:
+    """A client of the server that uses each driver in turn."""
+    async with ApiClient(faulty.urls[request.param], faulty.key) as client:
+        yield client
+
+
+# Error codes to fail commands with. Not the "shutting down" or "not primary" codes (11600,
+# 91, 10107...): after one of those the driver forgets the server until its monitor's next
+# answer, which a failpoint does not hurry (the server's topologyVersion does not change),
+# so the server stays unusable for heartbeatFrequencyMS (10 s).
+BAD_VALUE = 2
+WRITE_CONFLICT = 112
+EXCEEDED_TIME_LIMIT = 262
+
+
+@asynccontextmanager
+async def failing(
+    db: Database, command: str, mode: str | dict[str, int], **data: Any
+) -> AsyncIterator[None]:
+    """`command` fails as `data` says (errorCode, closeConnection, writeConcernError) while
+    the block runs: `mode` is "alwaysOn" or {"times": n}."""
+    await db.client.admin.command(
+        {
+            "configureFailPoint": "failCommand",
+            "mode": mode,
+            "data": {"failCommands": [command], **data},
+        }
+    )
+    try:
+        yield
+    finally:
+        await db.client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
+
+
+async def session_with_two_messages(api: ApiClient) -> str:
+    session_id = await new_session(api)
+    assert await appended_seqs(api, session_id, "one", "two") == [1, 2]
+    return session_id
+
+
+@pytest.mark.parametrize(
+    ("command", "times", "failure"),
+    [
+        # The transaction runs again.
+        ("insert", 1, {"closeConnection": True}),
+        ("insert", 1, {"errorCode": WRITE_CONFLICT}),
+        # The driver retries the commit once by itself, then the outcome is unknown and
+        # the commit is tried again.
+        ("commitTransaction", 2, {"closeConnection": True}),
+        ("commitTransaction", 2, {"errorCode": EXCEEDED_TIME_LIMIT}),
+    ],
+    ids=[
+        "insert-connection-closed",
+        "insert-write-conflict",
+        "commit-connection-closed",
+        "commit-exceeded-time-limit",
+    ],
+)
+async def test_an_append_whose_command_fails_for_a_while_is_retried_and_stores_the_batch_once(
+    faulty: Faulty, faulty_api: ApiClient, command: str, times: int, failure: dict[str, Any]
+) -> None:
+    session_id = await session_with_two_messages(faulty_api)
+
+    async with failing(faulty.db, command, {"times": times}, **failure):
+        seqs = await appended_seqs(faulty_api, session_id, "three", "four", "five")
+
+    assert seqs == [3, 4, 5]
+    stored = await transcript(faulty_api, session_id)
+    stored.assert_consistent()
+    assert [content for _, content in stored.messages] == ["one", "two", "three", "four", "five"]
+
+
+@pytest.mark.parametrize(
+    ("command", "mode", "failure", "code"),
+    [
+        # Worth retrying, and retried until the server's db_timeout_ms is spent.
+        ("insert", "alwaysOn", {"errorCode": WRITE_CONFLICT}, UNAVAILABLE),
+        ("commitTransaction", "alwaysOn", {"errorCode": EXCEEDED_TIME_LIMIT}, UNAVAILABLE),
+        # Not worth retrying, and not the client's doing.
+        ("insert", {"times": 1}, {"errorCode": BAD_VALUE}, MASKED),
+        ("commitTransaction", {"times": 1}, {"errorCode": BAD_VALUE}, MASKED),
+    ],
+    ids=[
+        "insert-write-conflict",
+        "commit-exceeded-time-limit",
+        "insert-bad-value",
+        "commit-bad-value",
+    ],
+)
+async def test_a_failed_append_reports_its_code_and_leaves_no_trace(
+    faulty: Faulty,
+    faulty_api: ApiClient,
+    command: str,
+    mode: str | dict[str, int],
+    failure: dict[str, Any],
+    code: str,
+) -> None:
+    session_id = await session_with_two_messages(faulty_api)
+
+    async with failing(faulty.db, command, mode, **failure), answered_within():
+        body = await append(faulty_api, session_id, "lost", "lost too")
+
+    assert [error["extensions"]["code"] for error in body["errors"]] == [code]
+    assert (await transcript(faulty_api, session_id)).seqs == [1, 2]
+    # No seq was used up: the next append follows on.
+    assert await appended_seqs(faulty_api, session_id, "three") == [3]
+    (await transcript(faulty_api, session_id)).assert_consistent()
+
+
+@pytest.mark.parametrize(
+    ("command", "failure", "stored_by_the_failed_attempt"),
+    [
+        # The commit is applied, but its acknowledgement never comes.
+        ("commitTransaction", {"writeConcernError": {"code": 64, "errmsg": "timed out"}}, 2),
+        ("insert", {"errorCode": WRITE_CONFLICT}, 0),
+    ],
+    ids=["commit-unacknowledged", "insert-write-conflict"],
+)
+async def test_a_retry_with_the_idempotency_key_after_a_failed_append_stores_the_batch_once(
+    faulty: Faulty,
+    faulty_api: ApiClient,
+    command: str,
+    failure: dict[str, Any],
+    stored_by_the_failed_attempt: int,
+) -> None:
+    session_id = await session_with_two_messages(faulty_api)
+    async with failing(faulty.db, command, "alwaysOn", **failure):
+        failed = await append(faulty_api, session_id, "three", "four", key="retry-me")
+    assert [error["extensions"]["code"] for error in failed["errors"]] == [UNAVAILABLE]
+    assert len((await transcript(faulty_api, session_id)).seqs) == 2 + stored_by_the_failed_attempt
+
+    seqs = await appended_seqs(faulty_api, session_id, "three", "four", key="retry-me")
+
+    assert seqs == [3, 4]
+    stored = await transcript(faulty_api, session_id)
+    stored.assert_consistent()
+    assert [content for _, content in stored.messages] == ["one", "two", "three", "four"]
