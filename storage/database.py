@@ -12,7 +12,7 @@ import inspect
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal, TypeVar
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
@@ -40,6 +40,8 @@ TRANSIENT_TRANSACTION_ERROR = "TransientTransactionError"
 UNKNOWN_COMMIT_RESULT = "UnknownTransactionCommitResult"
 MAX_TIME_MS_EXPIRED = 50
 RETRY_BACKOFF_SECONDS = (0.005, 0.5)
+ABANDON_SECONDS = 1.0
+"""How long aborting or killing an abandoned transaction may take."""
 
 SESSION_INDEXES = [
     IndexModel([("org_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]),
@@ -114,11 +116,14 @@ class Database:
         *,
         driver: Driver = "pymongo",
         timeout_ms: int = DEFAULT_TIMEOUT_MS,
+        event_listeners: Sequence[Any] = (),
     ) -> Database:
         """Open a client and learn whether the deployment can run transactions.
 
         `timeout_ms` bounds the wait for a database that cannot be reached: selecting the
         server, connecting to it, and retrying a transaction (see `in_transaction`).
+        `event_listeners` (`pymongo.monitoring` listeners) are handed to the client, for
+        tests and diagnostics that watch the commands sent.
         """
         # No socketTimeoutMS, timeoutMS or waitQueueTimeoutMS: with any of them PyMongo's
         # async client waits through asyncio.wait_for, which on Python 3.11 can swallow a
@@ -131,6 +136,8 @@ class Database:
             "uuidRepresentation": "standard",
             "appname": "sessiongraph",
         }
+        if event_listeners:
+            options["event_listeners"] = list(event_listeners)
         client: Any
         if driver == "motor":
             from motor.motor_asyncio import AsyncIOMotorClient
@@ -194,15 +201,33 @@ class Database:
                 try:
                     result = await callback(session)
                 except BaseException as error:
-                    if session.in_transaction:
-                        await session.abort_transaction()
+                    if session.in_transaction and not await _aborted(session):
+                        await self._kill(session)
                     if _labelled(error, TRANSIENT_TRANSACTION_ERROR) and await _backed_off(
                         attempt, deadline
                     ):
                         continue
                     raise
-                if await _committed(session, deadline):
+                try:
+                    committed = await _committed(session, deadline)
+                except BaseException:
+                    # Given up on, the commit may never have reached the database, whose
+                    # transaction would then hold the session's documents until it expires
+                    # (60 s by default), failing every other append to them meanwhile.
+                    await self._kill(session)
+                    raise
+                if committed:
                     return result
+
+    async def _kill(self, session: Any) -> None:
+        """End `session` on the server, and with it any transaction it left open there (a
+        commit that may have applied stays applied). Bounded and best effort: when the
+        database cannot be reached, it expires the transaction by itself."""
+        try:
+            async with asyncio.timeout(ABANDON_SECONDS):
+                await self.client.admin.command({"killSessions": [session.session_id]})
+        except (PyMongoError, TimeoutError) as error:
+            log.warning("could not end an abandoned transaction's session: %s", error)
 
     async def close(self) -> None:
         """Close the client and its connection pool."""
@@ -229,6 +254,20 @@ async def _committed(session: Any, deadline: float) -> bool:
             ):
                 return False
             raise
+
+
+async def _aborted(session: Any) -> bool:
+    """Abort the session's transaction; False when the database did not confirm it in
+    time. Bounded, because it also runs while a request is being cancelled for taking
+    too long, perhaps on a database that stopped answering."""
+    try:
+        async with asyncio.timeout(ABANDON_SECONDS):
+            await session.abort_transaction()
+    except TimeoutError:
+        return False
+    # PyMongo ignores an abort's errors (as the transactions spec says) after retrying it
+    # once; a transaction left open by those expires on the server.
+    return True
 
 
 def _labelled(error: BaseException, label: str) -> bool:

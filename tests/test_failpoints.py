@@ -201,3 +201,28 @@ async def test_a_retry_with_the_idempotency_key_after_a_failed_append_stores_the
     stored = await transcript(faulty_api, session_id)
     stored.assert_consistent()
     assert [content for _, content in stored.messages] == ["one", "two", "three", "four"]
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [{"closeConnection": True}, {"errorCode": EXCEEDED_TIME_LIMIT}],
+    ids=["connection-closed", "exceeded-time-limit"],
+)
+async def test_an_append_whose_commit_never_gets_through_leaves_no_open_transaction(
+    faulty: Faulty, faulty_api: ApiClient, failure: dict[str, Any]
+) -> None:
+    # The commit never reaches the database, so its transaction stays open there, holding
+    # the session's document, until the server gives up on it or the database expires it.
+    session_id = await session_with_two_messages(faulty_api)
+    async with failing(faulty.db, "commitTransaction", "alwaysOn", **failure):
+        failed = await append(faulty_api, session_id, "lost")
+    assert [error["extensions"]["code"] for error in failed["errors"]] == [UNAVAILABLE]
+
+    # Right away, not after the database's transaction lifetime (60 s).
+    async with answered_within():
+        seqs = await appended_seqs(faulty_api, session_id, "three")
+
+    assert seqs == [3]
+    stored = await transcript(faulty_api, session_id)
+    stored.assert_consistent()
+    assert [content for _, content in stored.messages] == ["one", "two", "three"]
