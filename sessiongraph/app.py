@@ -47,7 +47,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         introspection=settings.introspection,
     )
     graphql_http = GraphQLHTTP(
-        schema, graphiql=settings.graphiql, max_body_bytes=settings.max_body_bytes
+        schema,
+        graphiql=settings.graphiql,
+        max_body_bytes=settings.max_body_bytes,
+        get_queries=settings.graphql_get,
+        timeout_seconds=settings.request_timeout_seconds,
     )
     graphql_ws = GraphQLWebSocket(
         schema,

@@ -4,11 +4,14 @@ POST with a JSON body runs an operation. The response is `application/graphql-re
 when the client accepts it (request errors then get status 400) and `application/json`
 otherwise (200 once the request is well formed). Either way, a result that holds nothing but
 the database being unavailable gets 503 with Retry-After, a signal load balancers and
-clients act on. GET from a browser serves GraphiQL.
+clients act on. GET from a browser serves GraphiQL; GET with `?query=` runs a query when
+SESSIONGRAPH_GRAPHQL_GET is on (never a mutation). Authentication and execution are bounded
+by SESSIONGRAPH_REQUEST_TIMEOUT_SECONDS.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import uuid
@@ -36,6 +39,7 @@ GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
+GET_OPERATIONS = frozenset({OperationType.QUERY})
 UNAVAILABLE = "SERVICE_UNAVAILABLE"
 RETRY_AFTER = {"Retry-After": "5"}
 
@@ -153,10 +157,21 @@ def _error_body(message: str, code: str, request_id: str) -> dict[str, Any]:
 class GraphQLHTTP:
     """The `/graphql` HTTP endpoint."""
 
-    def __init__(self, schema: strawberry.Schema, *, graphiql: bool, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        schema: strawberry.Schema,
+        *,
+        graphiql: bool,
+        max_body_bytes: int,
+        get_queries: bool = False,
+        timeout_seconds: float = 10.0,
+    ) -> None:
         self.schema = schema
         self.graphiql_html = graphiql_page() if graphiql else None
         self.max_body_bytes = max_body_bytes
+        self.get_queries = get_queries
+        self.timeout_seconds = timeout_seconds
+        self.allow = "GET, HEAD, POST" if graphiql or get_queries else "POST"
 
     async def handle(self, request: Request) -> Response:
         """Serve one request to /graphql."""
@@ -164,15 +179,17 @@ class GraphQLHTTP:
         request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
         media_type = JSON
         try:
-            if request.method in ("GET", "HEAD"):
-                return self._get(request, request_id)
-            if request.method != "POST":
+            if request.method in ("GET", "HEAD") and "query" not in request.query_params:
+                return self._ide(request, request_id)
+            if request.method not in ("GET", "HEAD", "POST"):
                 raise HttpProblem(
                     405, "METHOD_NOT_ALLOWED", f"{request.method} is not supported; use POST.",
-                    {"Allow": "GET, HEAD, POST"},
+                    {"Allow": self.allow},
                 )  # fmt: skip
             media_type = _negotiate(request.headers.get("accept"))
-            return await self._post(request, request_id, media_type)
+            if request.method == "POST":
+                return await self._post(request, request_id, media_type)
+            return await self._get(request, request_id, media_type)
         except HttpProblem as problem:
             return self._respond(
                 _error_body(str(problem), problem.code, request_id),
@@ -182,16 +199,50 @@ class GraphQLHTTP:
                 problem.headers,
             )
 
-    def _get(self, request: Request, request_id: str) -> Response:
+    def _ide(self, request: Request, request_id: str) -> Response:
+        """GET without a query: GraphiQL for a browser, when it is on."""
         accept = request.headers.get("accept", "")
         if self.graphiql_html is not None and "text/html" in accept:
             return HTMLResponse(self.graphiql_html, headers={"X-Request-ID": request_id})
-        raise HttpProblem(
-            405,
-            "METHOD_NOT_ALLOWED",
-            "Send operations with POST and a JSON body; GET only serves GraphiQL to browsers.",
-            {"Allow": "POST"},
+        uses = ["Send operations with POST and a JSON body"]
+        if self.get_queries:
+            uses.append("queries also with GET ?query=...&variables=...")
+        if self.graphiql_html is not None:
+            uses.append("GET without a query serves GraphiQL to browsers")
+        raise HttpProblem(405, "METHOD_NOT_ALLOWED", "; ".join(uses) + ".", {"Allow": self.allow})
+
+    async def _get(self, request: Request, request_id: str, media_type: str) -> Response:
+        """A query in the URL (GraphQL over HTTP's GET form), when enabled; never a
+        mutation, which GET must not cause."""
+        if not self.get_queries:
+            raise HttpProblem(
+                405,
+                "METHOD_NOT_ALLOWED",
+                "Queries over GET are turned off on this server (SESSIONGRAPH_GRAPHQL_GET); "
+                "send them with POST and a JSON body.",
+                {"Allow": self.allow},
+            )
+        params = request.query_params
+        variables: Any = params.get("variables")
+        if variables is not None:
+            try:
+                variables = orjson.loads(variables)
+            except orjson.JSONDecodeError as error:
+                raise HttpProblem(
+                    400, "BAD_REQUEST", f"`variables` is not valid JSON: {error}."
+                ) from None
+        fields = _body_fields(
+            {
+                "query": params.get("query"),
+                "variables": variables,
+                "operationName": params.get("operationName"),
+            }
         )
+        response = await self._run(request, request_id, media_type, fields, GET_OPERATIONS)
+        # The answer depends on the key; no shared cache may keep it.
+        response.headers["Cache-Control"] = "private, no-store"
+        response.headers["Vary"] = "Authorization, Accept"
+        return response
 
     async def _post(self, request: Request, request_id: str, media_type: str) -> Response:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -200,6 +251,47 @@ class GraphQLHTTP:
             raise HttpProblem(
                 415, "UNSUPPORTED_MEDIA_TYPE", f"Content-Type must be {JSON}, got {content_type!r}."
             )
+        fields = _body_fields(await self._json_body(request))
+        return await self._run(request, request_id, media_type, fields, POST_OPERATIONS)
+
+    async def _run(
+        self,
+        request: Request,
+        request_id: str,
+        media_type: str,
+        fields: tuple[str, dict[str, Any] | None, str | None],
+        allowed: frozenset[OperationType],
+    ) -> Response:
+        """Authenticate and execute, within the request's time bound: a database that
+        accepts connections but stops answering costs a client `timeout_seconds`, not
+        forever."""
+        try:
+            async with asyncio.timeout(self.timeout_seconds):
+                org_id = await self._organization(request)
+                result = await self._execute(request, request_id, org_id, fields, allowed)
+        except TimeoutError:
+            log.warning("request %s did not finish within %g s", request_id, self.timeout_seconds)
+            raise HttpProblem(
+                503,
+                UNAVAILABLE,
+                f"The request did not finish within {self.timeout_seconds:g} s; try again "
+                "shortly. A mutation may or may not have been applied: addMessages retried "
+                "with the same idempotencyKey is safe.",
+                RETRY_AFTER,
+            ) from None
+        status = 400 if media_type == GRAPHQL_RESPONSE and _is_request_error(result) else 200
+        headers = None
+        if _is_unavailable(result):
+            status, headers = 503, RETRY_AFTER
+        body: dict[str, Any] = {}
+        if not _is_request_error(result):
+            body["data"] = result.data
+        if result.errors:
+            body["errors"] = [_formatted(e) for e in result.errors]
+        return self._respond(body, status, media_type, request_id, headers)
+
+    async def _organization(self, request: Request) -> str:
+        """The organization of the request's API key, or HttpProblem 401/503."""
         services: Services = request.state.services
         try:
             org_id = await services.verifier.organization_of(
@@ -216,34 +308,42 @@ class GraphQLHTTP:
                 "A valid API key is required: send `Authorization: Bearer <key>`.",
                 {"WWW-Authenticate": 'Bearer realm="sessiongraph"'},
             )
-        query, variables, operation_name = _body_fields(await self._json_body(request))
+        return org_id
+
+    async def _execute(
+        self,
+        request: Request,
+        request_id: str,
+        org_id: str,
+        fields: tuple[str, dict[str, Any] | None, str | None],
+        allowed: frozenset[OperationType],
+    ) -> ExecutionResult:
+        query, variables, operation_name = fields
+        services: Services = request.state.services
         context = services.context(org_id, request_id)
         try:
-            result = await self.schema.execute(
+            return await self.schema.execute(
                 query,
                 variables,
                 context,
                 operation_name=operation_name,
-                allowed_operation_types=POST_OPERATIONS,
+                allowed_operation_types=allowed,
             )
-        except InvalidOperationTypeError:
+        except InvalidOperationTypeError as error:
+            if error.operation_type == OperationType.MUTATION:
+                raise HttpProblem(
+                    405, "METHOD_NOT_ALLOWED", "Mutations are only accepted with POST.",
+                    {"Allow": "POST"},
+                ) from None  # fmt: skip
             raise HttpProblem(
-                400, "BAD_REQUEST", "Subscriptions run over a websocket on this path, not POST."
+                400,
+                "BAD_REQUEST",
+                "Subscriptions run over a websocket on this path, not over HTTP.",
             ) from None
         except (CannotGetOperationTypeError, MissingQueryError):
             raise HttpProblem(
                 400, "BAD_REQUEST", f"No operation named {operation_name!r} in the document."
             ) from None
-        status = 400 if media_type == GRAPHQL_RESPONSE and _is_request_error(result) else 200
-        headers = None
-        if _is_unavailable(result):
-            status, headers = 503, RETRY_AFTER
-        body: dict[str, Any] = {}
-        if not _is_request_error(result):
-            body["data"] = result.data
-        if result.errors:
-            body["errors"] = [_formatted(e) for e in result.errors]
-        return self._respond(body, status, media_type, request_id, headers)
 
     async def _json_body(self, request: Request) -> Any:
         declared = request.headers.get("content-length")

@@ -83,6 +83,18 @@ class Settings(BaseSettings):
         "the first encrypts, all decrypt. Unset: secrets are stored unencrypted.",
     )
     graphiql: bool = True
+    graphql_get: bool = Field(
+        default=False,
+        description="Also run queries sent with GET (/graphql?query=...&variables=...), for "
+        "clients and caches that want them; mutations are refused over GET either way.",
+    )
+    request_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="The longest an HTTP request may take to authenticate and execute; past "
+        "it the answer is SERVICE_UNAVAILABLE (503). Bounds a database that accepts "
+        "connections but stops answering.",
+    )
     introspection: bool = True
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_query_depth: int = Field(

@@ -17,14 +17,17 @@ from storage.database import Driver
 from tests.api_client import ApiClient
 from tests.conftest import new_org_key
 from tests.faults import (
+    ADD_MESSAGES,
     FAULT_TIMEOUT_MS,
     MASKED,
+    SESSION_NAME,
     UNAVAILABLE,
     answered_within,
     append,
     appended_seqs,
     new_session,
     transcript,
+    user_messages,
 )
 from tests.ws_client import serving
 
@@ -50,7 +53,11 @@ async def faulty(settings: Settings) -> AsyncIterator[Faulty]:
         db = await Database.connect(database.uri, settings.db_name)
         try:
             _, key = await new_org_key(db)
-            changes = {"mongodb_uri": database.uri, "db_timeout_ms": FAULT_TIMEOUT_MS}
+            changes = {
+                "mongodb_uri": database.uri,
+                "db_timeout_ms": FAULT_TIMEOUT_MS,
+                "request_timeout_seconds": REQUEST_TIMEOUT_SECONDS,
+            }
             async with (
                 serving(settings, **changes, driver="pymongo") as (pymongo_url, _),
                 serving(settings, **changes, driver="motor") as (motor_url, _),
@@ -74,6 +81,11 @@ async def faulty_api(faulty: Faulty, request: pytest.FixtureRequest) -> AsyncIte
 # 91, 10107...): after one of those the driver forgets the server until its monitor's next
 # answer, which a failpoint does not hurry (the server's topologyVersion does not change),
 # so the server stays unusable for heartbeatFrequencyMS (10 s).
+REQUEST_TIMEOUT_SECONDS = 4.0
+"""The faulty servers' request time bound: past FAULT_TIMEOUT_MS of retries and a commit."""
+BLOCK_MS = 30_000
+"""How long a blocked command keeps the database from answering: far past the bound."""
+
 BAD_VALUE = 2
 WRITE_CONFLICT = 112
 EXCEEDED_TIME_LIMIT = 262
@@ -223,6 +235,45 @@ async def test_an_append_whose_commit_never_gets_through_leaves_no_open_transact
         seqs = await appended_seqs(faulty_api, session_id, "three")
 
     assert seqs == [3]
+    stored = await transcript(faulty_api, session_id)
+    stored.assert_consistent()
+    assert [content for _, content in stored.messages] == ["one", "two", "three"]
+
+
+async def test_a_query_to_a_database_that_stops_answering_fails_within_the_request_bound(
+    faulty: Faulty, faulty_api: ApiClient
+) -> None:
+    session_id = await session_with_two_messages(faulty_api)
+    block = {"blockConnection": True, "blockTimeMS": BLOCK_MS}
+
+    async with failing(faulty.db, "find", {"times": 1}, **block), answered_within():
+        response = await faulty_api.post(SESSION_NAME, {"id": session_id})
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == UNAVAILABLE
+    assert "did not finish within 4 s" in error["message"]
+    # The server is not stuck on the unanswered command.
+    assert (await transcript(faulty_api, session_id)).seqs == [1, 2]
+
+
+async def test_an_append_to_a_database_that_stops_answering_fails_whole_within_the_bound(
+    faulty: Faulty, faulty_api: ApiClient
+) -> None:
+    session_id = await session_with_two_messages(faulty_api)
+    block = {"blockConnection": True, "blockTimeMS": BLOCK_MS}
+
+    async with failing(faulty.db, "insert", {"times": 1}, **block), answered_within():
+        response = await faulty_api.post(
+            ADD_MESSAGES,
+            {"sessionId": session_id, "messages": user_messages("lost", "lost too")},
+        )
+
+    assert response.status_code == 503
+    assert response.json()["errors"][0]["extensions"]["code"] == UNAVAILABLE
+    async with answered_within():
+        assert await appended_seqs(faulty_api, session_id, "three") == [3]
     stored = await transcript(faulty_api, session_id)
     stored.assert_consistent()
     assert [content for _, content in stored.messages] == ["one", "two", "three"]

@@ -446,13 +446,24 @@ async def test_browser_get_serves_graphiql_without_a_key(http: httpx.AsyncClient
     assert "<title>sessiongraph</title>" in response.text
 
 
-async def test_get_without_text_html_is_405_allowing_post(
+async def test_a_query_over_get_is_405_unless_enabled(
     http: httpx.AsyncClient, bearer: dict[str, str]
 ) -> None:
     response = await http.get("/graphql", params={"query": TYPENAME}, headers=bearer)
 
     assert response.status_code == 405
-    assert response.headers["allow"] == "POST"
+    assert "POST" in response.headers["allow"]
+    assert error_codes(response) == ["METHOD_NOT_ALLOWED"]
+    assert "SESSIONGRAPH_GRAPHQL_GET" in response.json()["errors"][0]["message"]
+
+
+async def test_get_without_text_html_is_405_allowing_post(
+    http: httpx.AsyncClient, bearer: dict[str, str]
+) -> None:
+    response = await http.get("/graphql", headers=bearer)
+
+    assert response.status_code == 405
+    assert "POST" in response.headers["allow"]
     assert error_codes(response) == ["METHOD_NOT_ALLOWED"]
 
 
@@ -462,7 +473,7 @@ async def test_head_is_answered_as_get_not_as_post(
     response = await http.head("/graphql", headers={**bearer, "Content-Type": JSON})
 
     assert response.status_code == 405
-    assert response.headers["allow"] == "POST"
+    assert "POST" in response.headers["allow"]
 
 
 async def test_put_is_405(http: httpx.AsyncClient, bearer: dict[str, str]) -> None:
@@ -539,3 +550,5 @@ async def test_graphiql_can_be_switched_off(settings: Settings) -> None:
 
     assert response.status_code == 405
     assert response.headers["content-type"].startswith("application/json")
+    assert response.headers["allow"] == "POST"
+    assert "GraphiQL" not in response.json()["errors"][0]["message"]
