@@ -132,7 +132,7 @@ class MessageStore:
         if updated.matched_count == 0:
             return None
         after: dict[str, Any] | None = await self._db.sessions.find_one(
-            {"_id": session_id}, PUBLIC_FIELDS, session=session
+            {"_id": session_id, "org_id": org_id}, PUBLIC_FIELDS, session=session
         )
         return after
 
