@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+CHROMIUM := /usr/bin/chromium
+CHROMEDRIVER := /usr/bin/chromedriver
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test lint format schema clean
+.PHONY: install run test lint format schema clean browser
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required")'
@@ -19,8 +22,15 @@ run: install
 	$(BIN)/sessiongraph serve
 
 ## Lint, type-check and run the whole test suite.
-test: lint
+test: lint browser
 	$(BIN)/pytest
+
+## Debian's headless Chromium and chromedriver, for tests/test_browser.py (installed if missing).
+browser:
+	@if [ ! -x $(CHROMIUM) ] || [ ! -x $(CHROMEDRIVER) ]; then \
+		$(SUDO) apt-get update && \
+		$(SUDO) apt-get install -y --no-install-recommends chromium chromium-driver; \
+	fi
 
 lint: install
 	$(BIN)/ruff check .

@@ -22,6 +22,7 @@ from starlette.routing import Route, WebSocketRoute
 from schema import create_schema
 from sessiongraph.access_log import AccessLog
 from sessiongraph.auth import KeyVerifier
+from sessiongraph.console import console_routes, graphiql_asset_routes
 from sessiongraph.dev_key import announce_development_key
 from sessiongraph.embedded import EmbeddedDatabase
 from sessiongraph.graphql_http import GraphQLHTTP
@@ -146,6 +147,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             WebSocketRoute("/graphql", graphql_ws),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            *(console_routes() if settings.console else []),
+            *(graphiql_asset_routes() if settings.graphiql else []),
         ],
         lifespan=lifespan,
     )

@@ -62,9 +62,39 @@ query RecentSessions {
 """
 
 
+GRAPHIQL_ASSETS_PATH = "/static/graphiql"
+"""Where sessiongraph.console serves the files of sessiongraph/static/graphiql/."""
+
+GRAPHIQL_ASSETS = {
+    "https://unpkg.com/react@18.2.0/umd/react.production.min.js": "react.production.min.js",
+    "https://unpkg.com/react-dom@18.2.0/umd/react-dom.production.min.js": (
+        "react-dom.production.min.js"
+    ),
+    "https://unpkg.com/js-cookie@3.0.5/dist/js.cookie.min.js": "js.cookie.min.js",
+    "https://unpkg.com/graphiql@3.8.3/graphiql.min.css": "graphiql.min.css",
+    "https://unpkg.com/graphiql@3.8.3/graphiql.min.js": "graphiql.min.js",
+    "https://unpkg.com/@graphiql/plugin-explorer@1.0.2/dist/style.css": "plugin-explorer.css",
+    "https://unpkg.com/@graphiql/plugin-explorer@1.0.2/dist/index.umd.js": (
+        "plugin-explorer.umd.js"
+    ),
+}
+"""Strawberry's CDN URLs and our unmodified copies of those files (so the page's integrity
+hashes still hold): GraphiQL works offline and tells no CDN who uses it."""
+
+_REMOTE_ASSET = re.compile(r"""(?:src|href)\s*=\s*["'](https?://[^"']+)["']""")
+
+
 def graphiql_page() -> str:
-    """Strawberry's GraphiQL page with our title, example and a header template."""
+    """Strawberry's GraphiQL page with our title, example and a header template, loading
+    its scripts and styles from this server."""
     html = get_graphql_ide_html("graphiql")
+    for url in set(_REMOTE_ASSET.findall(html)):
+        if url not in GRAPHIQL_ASSETS:
+            raise RuntimeError(
+                f"GraphiQL's page loads {url}, which has no local copy: vendor it into "
+                "sessiongraph/static/graphiql/ (see the README there)."
+            )
+        html = html.replace(url, f"{GRAPHIQL_ASSETS_PATH}/{GRAPHIQL_ASSETS[url]}")
     start = html.index("const EXAMPLE_QUERY = `") + len("const EXAMPLE_QUERY = `")
     end = html.index("`;", start)
     html = html[:start] + EXAMPLE_OPERATION + html[end:]

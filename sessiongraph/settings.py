@@ -95,6 +95,11 @@ class Settings(BaseSettings):
         "it the answer is SERVICE_UNAVAILABLE (503). Bounds a database that accepts "
         "connections but stops answering.",
     )
+    console: bool = Field(
+        default=True,
+        description="Serve the live console page at /console: an API key, the org's sessions "
+        "and a transcript that updates live. It only uses the public API.",
+    )
     introspection: bool = True
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_query_depth: int = Field(
