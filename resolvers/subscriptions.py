@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from datetime import datetime
 
 from resolvers.context import Context
@@ -24,6 +25,18 @@ log = logging.getLogger(__name__)
 REPLAY_PAGE = 500
 HOLE_RETRY_SECONDS = 0.2
 HOLE_GIVE_UP_SECONDS = 5.0
+
+_committed_at: ContextVar[datetime | None] = ContextVar("committed_at", default=None)
+
+
+def committed_at() -> datetime | None:
+    """When the change behind the item a stream of this task last yielded was committed (a
+    live message's `created_at`, a session's `updated_at`); None for replayed history.
+
+    Streams set it just before each yield, in the task iterating them, so whoever sends
+    the result can tell how long the event took to reach the subscriber.
+    """
+    return _committed_at.get()
 
 
 def _authenticated(ctx: Context) -> None:
@@ -64,10 +77,12 @@ async def message_stream(
             raise NotFound(f"No session with id {session_id!r}.", id=session_id)
         last = session["message_count"] if after_seq is None else after_seq
         async for record in _stored_after(ctx, session_id, last):
+            _committed_at.set(None)
             yield record
             last = record["seq"]
         stream = _LiveMessages(ctx, feed, session, last)
         async for record in stream.follow():
+            _committed_at.set(record["created_at"])
             yield record
 
 
@@ -184,4 +199,5 @@ async def session_stream(ctx: Context, session_id: str) -> AsyncIterator[Session
                 return
             if change.session["org_id"] == ctx.org_id:
                 ctx.fresh_loaders()
+                _committed_at.set(change.session["updated_at"])
                 yield change.session

@@ -27,6 +27,7 @@ from schema.messages import (
     ToolMessage,
     UserMessage,
 )
+from schema.observe import OperationObserver, OperationObserving
 from schema.scalars import SCALAR_MAP
 from schema.sessions import SessionMutations, SessionQueries
 from schema.subscriptions import Subscription
@@ -56,11 +57,16 @@ class Mutation(SessionMutations):
 
 
 def create_schema(
-    *, max_query_cost: int = 50_000, max_depth: int = 12, introspection: bool = True
+    *,
+    max_query_cost: int = 50_000,
+    max_depth: int = 12,
+    introspection: bool = True,
+    observe_operation: OperationObserver | None = None,
 ) -> strawberry.Schema:
     """The schema with its guards: parser and validation caches (bounded), limits on depth,
     tokens, aliases and estimated cost, and error coding and masking. Without introspection,
-    field suggestions ("Did you mean ...?") are off too, so they cannot map the schema."""
+    field suggestions ("Did you mean ...?") are off too, so they cannot map the schema.
+    `observe_operation`, when given, hears of every query and mutation once answered."""
     extensions: list[Callable[[], SchemaExtension]] = [
         lambda: ParserCache(maxsize=512),
         lambda: ValidationCache(maxsize=512),
@@ -72,6 +78,10 @@ def create_schema(
     ]
     if not introspection:
         extensions.insert(2, DisableIntrospection)
+    if observe_operation is not None:
+        observer = observe_operation
+        # First, so that it sees the errors as ErrorPresenter codes them.
+        extensions.insert(0, lambda: OperationObserving(observer))
     return SessionGraphSchema(
         query=Query,
         mutation=Mutation,

@@ -27,6 +27,7 @@ from sessiongraph.dev_key import announce_development_key
 from sessiongraph.embedded import EmbeddedDatabase
 from sessiongraph.graphql_http import GraphQLHTTP
 from sessiongraph.graphql_ws import GraphQLWebSocket
+from sessiongraph.metrics import HttpMetrics, Metrics
 from sessiongraph.rate_limit import RateLimit
 from sessiongraph.services import Services
 from sessiongraph.settings import Settings, secret_keys
@@ -42,10 +43,13 @@ READY_TIMEOUT_SECONDS = 2.0
 def create_app(settings: Settings | None = None) -> Starlette:
     """Build the app for `settings` (read from the environment when not given)."""
     settings = settings or Settings()
+    # Per app, in a registry of its own; None when SESSIONGRAPH_METRICS is off.
+    metrics = Metrics() if settings.metrics else None
     schema = create_schema(
         max_query_cost=settings.max_query_cost,
         max_depth=settings.max_query_depth,
         introspection=settings.introspection,
+        observe_operation=metrics.observe_operation if metrics is not None else None,
     )
     graphql_http = GraphQLHTTP(
         schema,
@@ -60,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         keep_alive_seconds=settings.ws_keep_alive_seconds,
         max_subscriptions=settings.ws_max_subscriptions,
         subscriber_buffer=settings.subscriber_buffer,
+        metrics=metrics,
     )
 
     @asynccontextmanager
@@ -77,11 +82,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
             uri = embedded.uri
         try:
             db = await Database.connect(
-                uri, settings.db_name, driver=settings.driver, timeout_ms=settings.db_timeout_ms
+                uri,
+                settings.db_name,
+                driver=settings.driver,
+                timeout_ms=settings.db_timeout_ms,
+                event_listeners=[metrics.command_listener()] if metrics is not None else (),
             )
             await db.ensure_indexes()
             keys = ApiKeyStore(db)
-            events = EventHub(feed_capacity=settings.subscriber_buffer)
+            events = EventHub(
+                feed_capacity=settings.subscriber_buffer,
+                on_restart=metrics.change_stream_restarts.inc if metrics is not None else None,
+            )
             await events.start(db, settings.events_mode)
             publish = events.local_publisher()
             secrets = SecretBox(secret_keys(settings.secret_key)) if settings.secret_key else None
@@ -95,11 +107,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 await announce_development_key(keys, settings)
             # Also on the app itself, for operators' tooling and the tests' leak checks.
             app.state.services = services
+            app.state.subscriptions = graphql_ws.tracker
             try:
                 yield {"services": services, "database": db}
             finally:
-                await events.stop()
-                await db.close()
+                # uvicorn has closed the websockets (1012) and waited for them; close any
+                # left, and let every subscription stop before what it reads from goes.
+                try:
+                    await graphql_ws.tracker.drain(settings.shutdown_timeout_seconds)
+                finally:
+                    log.info("shutting down: closing the change stream and the database client")
+                    await events.stop()
+                    await db.close()
         finally:
             if embedded is not None:
                 await embedded.stop_async()
@@ -120,6 +139,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return JSONResponse({"ready": ready, **report}, status_code=200 if ready else 503)
 
     middleware = [Middleware(AccessLog)]
+    if metrics is not None:
+        middleware.append(Middleware(HttpMetrics, metrics=metrics))
     # CORS outside the rest, so that even a 429 carries its headers.
     if settings.cors_origins:
         middleware.append(
@@ -147,6 +168,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             WebSocketRoute("/graphql", graphql_ws),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            *([Route("/metrics", metrics.endpoint)] if metrics is not None else []),
             *(console_routes() if settings.console else []),
             *(graphiql_asset_routes() if settings.graphiql else []),
         ],

@@ -16,8 +16,9 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from graphql import (
@@ -30,13 +31,29 @@ from graphql import (
 )
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 
+from resolvers.subscriptions import committed_at
+
 SHAREABLE_FIELDS = {"messageAdded": "afterSeq", "sessionUpdated": None}
 """Root subscription fields that may be shared, each with the argument that prevents it."""
 
 GroupKey = tuple[str, str, str | None, bytes]
 Starter = Callable[[], Awaitable[AsyncIterator[ExecutionResult]]]
-Delivery = tuple[str, str]
-"""A frame type ("next", "error" or "complete") and its encoded payload."""
+
+
+class Delivery(NamedTuple):
+    """One frame for every member: its type and encoded payload, and what the members
+    report about it."""
+
+    kind: str
+    """"next", "error" or "complete"."""
+    payload: str
+    committed_at: datetime | None = None
+    """When the event behind it was committed (None for replayed history)."""
+    error_code: str | None = None
+    """The first error's code, when it carries errors."""
+
+
+COMPLETE = Delivery("complete", "")
 
 
 @lru_cache(maxsize=256)
@@ -87,14 +104,20 @@ def group_key(
 def encode(result: ExecutionResult) -> Delivery:
     """The frame type and encoded payload of one result."""
     errors = [error.formatted for error in result.errors or ()]
+    found = (errors[0].get("extensions") or {}).get("code") if errors else None
+    code = found if isinstance(found, str) else None
     if isinstance(result, PreExecutionError):
-        return "error", orjson.dumps(errors).decode()
+        # Refused before it ran: a document that does not validate, unless coded otherwise.
+        code = code or "GRAPHQL_VALIDATION_FAILED"
+        return Delivery("error", orjson.dumps(errors).decode(), error_code=code)
+    if errors and code is None:
+        code = "INTERNAL_SERVER_ERROR"
     payload: dict[str, Any] = {"data": result.data}
     if errors:
         payload["errors"] = errors
     if result.extensions:
         payload["extensions"] = result.extensions
-    return "next", orjson.dumps(payload).decode()
+    return Delivery("next", orjson.dumps(payload).decode(), error_code=code)
 
 
 @dataclass(eq=False)
@@ -158,9 +181,9 @@ class _Group:
         try:
             results = await start()
             async for result in results:
-                self._deliver(encode(result))
+                self._deliver(encode(result)._replace(committed_at=committed_at()))
         finally:
-            self._deliver(("complete", ""))
+            self._deliver(COMPLETE)
             close = getattr(results, "aclose", None) if results is not None else None
             if close is not None:
                 with contextlib.suppress(Exception):
@@ -173,7 +196,7 @@ class _Group:
             if member.queue.qsize() >= member.limit:
                 # Too slow: it is dropped and reconnects, resuming from storage.
                 member.overflowed = True
-                member.queue.put_nowait(("complete", ""))
+                member.queue.put_nowait(COMPLETE)
             else:
                 member.queue.put_nowait(delivery)
 

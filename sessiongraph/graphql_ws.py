@@ -5,21 +5,27 @@ Strawberry runs both protocols. This adds what it leaves to the application: the
 non-browser clients), server-initiated pings on graphql-transport-ws so that idle
 connections stay open through proxies and dead peers are noticed, and the same strictness on
 both protocols: a malformed message closes the connection with 4400, a second
-`connection_init` with 4429, and a subscription over the limit gets a coded error.
+`connection_init` with 4429, and a subscription over the limit gets a coded error. Every
+connection and subscription is tracked (`sessiongraph/tracking.py`): counted, logged when a
+subscription starts and stops, and closed with 1012 at shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import strawberry
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Message as AsgiMessage
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -46,9 +52,30 @@ from strawberry.types.execution import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from resolvers.context import Context
+from resolvers.subscriptions import committed_at
 from sessiongraph.auth import bearer_key
 from sessiongraph.fanout import SharedStreams, group_key
+from sessiongraph.metrics import Metrics
 from sessiongraph.services import Services
+from sessiongraph.tracking import (
+    UNCODED_REFUSAL,
+    Connection,
+    Subscription,
+    SubscriptionTracker,
+    first_error_code,
+)
+
+CONNECTION = "sessiongraph.connection"
+"""The scope key of the connection's `Connection`."""
+
+_subscription: ContextVar[Subscription | None] = ContextVar("subscription", default=None)
+"""The subscription whose task this is (unset in a connection's own tasks)."""
+
+
+def connection_of(websocket: Any) -> Connection:
+    """The `Connection` of a handler's websocket adapter."""
+    connection: Connection = websocket.ws.scope[CONNECTION]
+    return connection
 
 
 def authorization_of(params: dict[str, Any] | None) -> str | None:
@@ -96,6 +123,11 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
     interval: float = 15.0
 
+    @property
+    def tracker(self) -> SubscriptionTracker:
+        view: GraphQLWebSocket = self.view  # type: ignore[assignment]
+        return view.tracker
+
     async def handle_message(self, message: Message) -> None:
         problem = protocol_violation(message, "subscribe", "complete")
         if problem is not None:
@@ -124,6 +156,31 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         await super().handle_subscribe(message)
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
+        """Run the operation, tracked (counted and logged) when it is a subscription."""
+        subscription = self.tracker.start(
+            connection_of(self.websocket),
+            operation.id,
+            self.context.org_id,
+            operation.query,
+            operation.operation_name,
+            operation.variables,
+        )
+        if subscription is None:
+            await self._run_operation(operation, None)
+            return
+        _subscription.set(subscription)
+        failure: BaseException | None = None
+        try:
+            await self._run_operation(operation, subscription)
+        except BaseException as error:
+            failure = error
+            raise
+        finally:
+            self.tracker.end(subscription, cancelled=_cancelling(), failure=failure)
+
+    async def _run_operation(
+        self, operation: Operation[Context, None], subscription: Subscription | None
+    ) -> None:
         """Run the operation, in a shared group when others run the same one."""
         view: GraphQLWebSocket = self.view  # type: ignore[assignment]
         key = group_key(
@@ -146,16 +203,23 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         socket: WebSocket = self.websocket.ws  # type: ignore[attr-defined]
         async with view.shared.join(key, start) as member:
             while True:
-                kind, payload = await member.queue.get()
+                delivery = await member.queue.get()
+                kind = delivery.kind
                 if kind == "complete":
                     break
                 if kind == "error":
                     operation.completed = True
                     self.forget_id(operation.id)
-                await socket.send_text(prefix + kind + '","payload":' + payload + "}")
+                await socket.send_text(prefix + kind + '","payload":' + delivery.payload + "}")
+                if subscription is not None:
+                    self.tracker.sent(
+                        subscription, kind, delivery.committed_at, delivery.error_code
+                    )
                 if kind == "error":
                     return
         if member.overflowed:
+            if subscription is not None:
+                subscription.reason = "overflow"
             await socket.close(1013, "Subscriber too slow; reconnect and resume with afterSeq.")
             return
         await operation.send_operation_message({"id": operation.id, "type": "complete"})
@@ -165,7 +229,12 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             await asyncio.sleep(self.interval)
             await self.send_message({"type": "ping"})
 
+    async def send_message(self, message: Message) -> None:
+        await super().send_message(message)
+        _sent(self.tracker, cast(dict[str, Any], message))
+
     async def shutdown(self) -> None:
+        self.tracker.closing(connection_of(self.websocket))
         pinger = getattr(self, "_pinger", None)
         if pinger is not None:
             pinger.cancel()
@@ -180,6 +249,11 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
 
     init_received = False
 
+    @property
+    def tracker(self) -> SubscriptionTracker:
+        view: GraphQLWebSocket = self.view  # type: ignore[assignment]
+        return view.tracker
+
     async def handle(self) -> None:
         try:
             try:
@@ -192,6 +266,7 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
         except WebSocketDisconnected:
             pass
         finally:
+            self.tracker.closing(connection_of(self.websocket))
             if self.keep_alive_task:
                 self.keep_alive_task.cancel()
                 with contextlib.suppress(BaseException):
@@ -222,6 +297,58 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
             return
         await super().handle_start(message)
 
+    async def handle_async_results(
+        self,
+        operation_id: str,
+        query: str,
+        operation_name: str | None,
+        variables: dict[str, object] | None,
+    ) -> None:
+        subscription = self.tracker.start(
+            connection_of(self.websocket),
+            operation_id,
+            self.context.org_id,
+            query,
+            operation_name,
+            variables,
+        )
+        if subscription is None:
+            await super().handle_async_results(operation_id, query, operation_name, variables)
+            return
+        _subscription.set(subscription)
+        failure: BaseException | None = None
+        try:
+            await super().handle_async_results(operation_id, query, operation_name, variables)
+        except BaseException as error:
+            failure = error
+            raise
+        finally:
+            # Strawberry answers a cancellation with `complete` and returns: ask the task.
+            self.tracker.end(subscription, cancelled=_cancelling(), failure=failure)
+
+    async def send_message(self, message: OperationMessage) -> None:
+        await super().send_message(message)
+        _sent(self.tracker, cast(dict[str, Any], message))
+
+
+def _cancelling() -> bool:
+    """Whether the current task has been asked to stop."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _sent(tracker: SubscriptionTracker, message: dict[str, Any]) -> None:
+    """Tell the tracker of a result or an error a subscription's task sent."""
+    subscription = _subscription.get()
+    if subscription is None or message.get("id") != subscription.id:
+        return
+    if message["type"] in ("next", "data"):
+        code = first_error_code(message["payload"])
+        tracker.sent(subscription, "next", committed_at(), code)
+    elif message["type"] == "error":
+        code = first_error_code(message["payload"], uncoded=UNCODED_REFUSAL)
+        tracker.sent(subscription, "error", None, code)
+
 
 class GraphQLWebSocket(GraphQL[Context, None]):
     """The websocket side of /graphql."""
@@ -236,6 +363,7 @@ class GraphQLWebSocket(GraphQL[Context, None]):
         keep_alive_seconds: float,
         max_subscriptions: int,
         subscriber_buffer: int,
+        metrics: Metrics | None = None,
     ) -> None:
         super().__init__(
             schema,
@@ -247,6 +375,7 @@ class GraphQLWebSocket(GraphQL[Context, None]):
             max_subscriptions_per_connection=max_subscriptions,
         )
         self.shared = SharedStreams(member_limit=subscriber_buffer)
+        self.tracker = SubscriptionTracker(metrics)
         handler = type(
             "ConfiguredTransportWSHandler",
             (TransportWSHandler,),
@@ -255,11 +384,42 @@ class GraphQLWebSocket(GraphQL[Context, None]):
         self.graphql_transport_ws_handler_class = handler
         self.graphql_ws_handler_class = LegacyWSHandler
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await super().__call__(scope, receive, send)
+            return
+        connection = Connection(uuid.uuid4().hex)
+        scope[CONNECTION] = connection
+        accepted = False
+
+        async def receiving() -> AsgiMessage:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                connection.disconnect_code = message.get("code")
+            return message
+
+        async def sending(message: AsgiMessage) -> None:
+            nonlocal accepted
+            if message["type"] == "websocket.accept" and not accepted:
+                accepted = True
+                connection.protocol = message.get("subprotocol")
+                self.tracker.opened(connection)
+            await send(message)
+
+        try:
+            await super().__call__(scope, receiving, sending)
+        finally:
+            self.tracker.closed(connection)
+
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
         services: Services = request.state.services
-        context = services.context("")
+        connection: Connection | None = request.scope.get(CONNECTION)
+        if connection is not None and isinstance(request, WebSocket):
+            connection.socket = request
+        # A websocket's id is its connection's: in its log lines and masked errors alike.
+        context = services.context("", connection.id if connection is not None else None)
         # Non-browser clients may authenticate the upgrade request itself.
         key = bearer_key(request.headers.get("authorization"))
         org_id = await services.verifier.organization_of(key)

@@ -101,6 +101,17 @@ class Settings(BaseSettings):
         "and a transcript that updates live. It only uses the public API.",
     )
     introspection: bool = True
+    metrics: bool = Field(
+        default=True,
+        description="Serve Prometheus metrics on GET /metrics (no API key; restrict it at the "
+        "proxy, do not expose it publicly). Off: no metrics are collected.",
+    )
+    shutdown_timeout_seconds: int = Field(
+        default=10,
+        ge=1,
+        description="At shutdown, how long open requests and websockets (closed with 1012, "
+        "which clients reconnect from) get to finish before they are cancelled.",
+    )
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_query_depth: int = Field(
         default=12,

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 from pymongo.errors import PyMongoError
@@ -69,8 +69,12 @@ class Feed:
 class EventHub:
     """The process's subscribers by session id, and the source that feeds them."""
 
-    def __init__(self, *, feed_capacity: int = 1000) -> None:
+    def __init__(
+        self, *, feed_capacity: int = 1000, on_restart: Callable[[], None] | None = None
+    ) -> None:
         self.feed_capacity = feed_capacity
+        self.on_restart = on_restart
+        """Called each time the change stream is interrupted, before it is resumed."""
         self._feeds: dict[str, set[Feed]] = {}
         self.mode: Literal["changestream", "local"] = "local"
         self._task: asyncio.Task[None] | None = None
@@ -201,6 +205,8 @@ class ChangeStreamSource:
                     delay = self.RETRY_SECONDS[min(failures, len(self.RETRY_SECONDS) - 1)]
                     failures += 1
                     log.warning("change stream interrupted (%s); resuming in %ss", error, delay)
+                    if self._hub.on_restart is not None:
+                        self._hub.on_restart()
                     await self._close()
                     await asyncio.sleep(delay)
         finally:
