@@ -117,6 +117,8 @@ def present(
     original = error.original_error
     if isinstance(error, ApiError) or isinstance(original, ApiError):
         return error
+    if original is None and error.extensions and "code" in error.extensions:
+        return error  # presented already (a streamed result, then the operation's)
     if isinstance(original, storage.StorageError):
         return _relocated(from_storage(original), error)
     if original is None and phase == "parse":

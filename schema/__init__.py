@@ -10,7 +10,6 @@ from strawberry.extensions import (
     DisableIntrospection,
     MaxAliasesLimiter,
     MaxTokensLimiter,
-    ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
     ValidationCache,
@@ -19,7 +18,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from schema.cost import QueryCostLimiter
-from schema.errors import ErrorPresenter
+from schema.errors import ErrorPresenter, SafeParserCache
 from schema.messages import (
     AssistantMessage,
     DeveloperMessage,
@@ -68,7 +67,7 @@ def create_schema(
     field suggestions ("Did you mean ...?") are off too, so they cannot map the schema.
     `observe_operation`, when given, hears of every query and mutation once answered."""
     extensions: list[Callable[[], SchemaExtension]] = [
-        lambda: ParserCache(maxsize=512),
+        lambda: SafeParserCache(maxsize=512),
         lambda: ValidationCache(maxsize=512),
         lambda: QueryDepthLimiter(max_depth=max_depth),
         lambda: MaxTokensLimiter(max_token_count=4000),

@@ -2,30 +2,50 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 from graphql import GraphQLError
-from strawberry.extensions import SchemaExtension
+from strawberry.extensions import ParserCache, SchemaExtension
 from strawberry.types.execution import PreExecutionError
 
 from resolvers.errors import present
 
 
+class SafeParserCache(ParserCache):
+    """Strawberry's parser cache, except for documents that do not parse: those are left to
+    Strawberry's own parse step, which reports them as a request error. (The cache's
+    exception escapes `Schema.stream`, crashing a websocket operation's task.)"""
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        with contextlib.suppress(GraphQLError):
+            context.graphql_document = self.cached_parse_document(
+                context.query, **context.parse_options
+            )
+        yield
+
+
 class ErrorPresenter(SchemaExtension):
-    """Codes client errors, masks internal ones, and logs those with the request id."""
+    """Codes client errors, masks internal ones, and logs those with the request id: in
+    a query's or mutation's result, and in every result a stream sends (a subscription's
+    refusal and each of its events)."""
 
     def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is not None and result.errors:
+            result.errors = self._presented(result.errors, result)
+
+    def on_stream_result(self, result: Any) -> Iterator[None]:
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = self._presented(errors, result)
+        yield
+
+    def _presented(self, errors: list[GraphQLError], result: Any) -> list[GraphQLError]:
         context = self.execution_context
-        try:
-            yield
-        except GraphQLError as error:
-            # ParserCache parses in its own hook, so a syntax error leaves the operation as an
-            # exception rather than a result; Strawberry then reports this same error object.
-            present(error, getattr(context.context, "request_id", "-"), phase="parse")
-            raise
-        result = context.result
-        if result is None or not result.errors:
-            return
         if context.graphql_document is None:
             phase = "parse"
         elif isinstance(result, PreExecutionError):
@@ -33,7 +53,6 @@ class ErrorPresenter(SchemaExtension):
         else:
             phase = "execute"
         request_id = getattr(context.context, "request_id", "-")
-        result.errors = [
-            present(error, request_id, phase=phase, variables=context.variables)
-            for error in result.errors
+        return [
+            present(error, request_id, phase=phase, variables=context.variables) for error in errors
         ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -378,6 +379,49 @@ async def test_a_negative_after_seq_is_bad_user_input(
         error = await refusal(client, "1")
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
     assert "afterSeq = -1" in error["message"]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_a_subscription_that_does_not_validate_gets_a_coded_error(
+    server: str, org: tuple[str, str], protocol: Protocol
+) -> None:
+    async with connected(server, org[1], protocol) as client:
+        await client.subscribe("1", "subscription { noSuchField }")
+        message = await client.receive()
+        # The connection stays usable.
+        await client.subscribe("2", "subscription { alsoMissing }")
+        second = await client.receive()
+
+    assert message["type"] == "error"
+    assert second["type"] == "error"
+    errors = message["payload"] if protocol == TRANSPORT_WS else [message["payload"]]
+    assert [error["extensions"]["code"] for error in errors] == ["GRAPHQL_VALIDATION_FAILED"]
+    assert "noSuchField" in errors[0]["message"]
+
+
+async def test_a_subscription_that_does_not_parse_closes_graphql_transport_ws_with_4400(
+    server: str, org: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # As graphql-ws's reference server does: a subscribe message it cannot parse.
+    caplog.set_level(logging.ERROR)
+    async with connected(server, org[1]) as client:
+        await client.subscribe("1", "subscription { messageAdded(")
+        assert await client.close_code() == 4400
+
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+async def test_a_subscription_that_does_not_parse_gets_a_coded_error_on_graphql_ws(
+    server: str, org: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR)
+    async with connected(server, org[1], LEGACY_WS) as client:
+        await client.subscribe("1", "subscription { messageAdded(")
+        message = await client.receive()
+
+    assert message["type"] == "error"
+    assert message["payload"]["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 # Completion
