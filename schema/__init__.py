@@ -7,6 +7,7 @@ from collections.abc import Callable
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     DisableIntrospection,
     MaxAliasesLimiter,
     MaxTokensLimiter,
@@ -66,12 +67,18 @@ def create_schema(
     tokens, aliases and estimated cost, and error coding and masking. Without introspection,
     field suggestions ("Did you mean ...?") are off too, so they cannot map the schema.
     `observe_operation`, when given, hears of every query and mutation once answered."""
+    # The limiters' rule classes are made once: each QueryDepthLimiter or MaxAliasesLimiter
+    # makes a new class, and ValidationCache is keyed by the rules, so one made per request
+    # would never hit (and would leave a class per request for the garbage collector).
+    limit_rules = [
+        *QueryDepthLimiter(max_depth=max_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=30).validation_rules,
+    ]
     extensions: list[Callable[[], SchemaExtension]] = [
         lambda: SafeParserCache(maxsize=512),
         lambda: ValidationCache(maxsize=512),
-        lambda: QueryDepthLimiter(max_depth=max_depth),
+        lambda: AddValidationRules(limit_rules),
         lambda: MaxTokensLimiter(max_token_count=4000),
-        lambda: MaxAliasesLimiter(max_alias_count=30),
         lambda: QueryCostLimiter(max_query_cost, default_page_size=20, field_page_sizes=PAGE_SIZES),
         ErrorPresenter,
     ]

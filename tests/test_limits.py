@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import httpx
 from graphql import get_introspection_query
+from strawberry.extensions.validation_cache import _get_validate_cache
 
+from schema import create_schema
 from sessiongraph.app import create_app
 from sessiongraph.settings import Settings
 from tests.api_client import ApiClient
@@ -88,3 +90,30 @@ async def test_field_suggestions_are_off_when_introspection_is(
     error = response.json()["errors"][0]
     assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
     assert "Did you mean" not in error["message"]
+
+
+async def test_a_repeated_operation_is_validated_once() -> None:
+    # Validation (the limits' rules included) is the costliest step before execution; the
+    # cache must hit for a document it has seen, whatever the limits are.
+    schema = create_schema(max_depth=7)
+    document = "query Repeated { __typename t: __typename }"
+    validate = _get_validate_cache(512)
+    await schema.execute(document)
+    before = validate.cache_info()
+
+    for _ in range(3):
+        result = await schema.execute(document)
+        assert result.errors is None
+
+    after = validate.cache_info()
+    assert (after.hits - before.hits, after.misses - before.misses) == (3, 0)
+
+
+async def test_the_limits_still_apply_to_a_cached_document() -> None:
+    schema = create_schema(max_depth=7)
+    aliases = "{ " + " ".join(f"a{i}: __typename" for i in range(31)) + " }"
+
+    for _ in range(2):
+        result = await schema.execute(aliases)
+        assert result.errors is not None
+        assert "aliases" in result.errors[0].message
