@@ -166,18 +166,29 @@ class MessageStore:
     ) -> dict[str, list[MessageRecord]]:
         """The messages of several sessions at once, each within its seq range, by session.
 
-        One query serves any number of sessions: the unique (session_id, seq) index answers
-        each range directly.
+        One command serves any number of sessions: the unique (session_id, seq) index answers
+        each range directly, and the first reply holds every message (no getMore).
+
+        The organization is checked on each message rather than in the filter. The index
+        answers the filter alone either way, and a filter field outside the index makes
+        SecantusDB (the embedded database) scan the whole collection, which MongoDB does
+        not. A message of another organization's session never leaves this method.
         """
         wanted = [(sid, lo, hi) for sid, lo, hi in ranges if lo <= hi]
         if not wanted:
             return {}
         clauses = [{"session_id": sid, "seq": {"$gte": lo, "$lte": hi}} for sid, lo, hi in wanted]
         match: dict[str, Any] = clauses[0] if len(clauses) == 1 else {"$or": clauses}
-        cursor = self._db.messages.find({**match, "org_id": org_id}).sort(
-            [("session_id", ASCENDING), ("seq", ASCENDING)]
+        expected = sum(hi - lo + 1 for _, lo, hi in wanted)
+        # One more than expected: a batch exactly the size of the result leaves the cursor
+        # open on some servers, costing a getMore to learn that nothing follows.
+        cursor = (
+            self._db.messages.find(match)
+            .sort([("session_id", ASCENDING), ("seq", ASCENDING)])
+            .batch_size(expected + 1)
         )
         found: dict[str, list[MessageRecord]] = {}
         for doc in await to_list(cursor):
-            found.setdefault(doc["session_id"], []).append(message_from_document(doc))
+            if doc["org_id"] == org_id:
+                found.setdefault(doc["session_id"], []).append(message_from_document(doc))
         return found

@@ -339,6 +339,12 @@ async def test_reads_of_another_organization_see_nothing(
     ).items == []
     assert await sessions.count(other_org_id, SessionQuery(name="mine")) == 0
     assert await MessageStore(db).in_ranges(other_org_id, [(session["id"], 1, 3)]) == {}
+    # Asked together with one of its own sessions, the other organization gets only that.
+    theirs = await stored_session(db, other_org_id, messages=2)
+    found = await MessageStore(db).in_ranges(
+        other_org_id, [(session["id"], 1, 3), (theirs["id"], 1, 3)]
+    )
+    assert {sid: [m["seq"] for m in ms] for sid, ms in found.items()} == {theirs["id"]: [1, 2]}
 
 
 async def test_update_from_another_organization_raises_and_changes_nothing(

@@ -1,0 +1,99 @@
+"""Listing sessions with their latest messages costs the same few database commands whatever
+the page size: no command per session (N+1).
+
+Commands are counted with PyMongo's command monitoring. The listener is registered globally
+when this module is imported, at collection, before the session's app creates its client
+(global listeners apply to clients created later). It counts only while a test asks it to and
+only commands sent to the test database, leaving out the change stream's own commands (the
+app's event source) and cursor clean-up.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from pymongo import monitoring
+
+from sessiongraph.settings import Settings
+from tests.api_client import ApiClient
+
+LISTING = """
+query Listing($first: Int!) {
+  sessions(first: $first) {
+    nodes {
+      id name status messageCount updatedAt
+      messages(last: 5) { nodes { seq role content } }
+    }
+  }
+}
+"""
+CREATE = """
+mutation Create($input: CreateSessionInput!) { createSession(input: $input) { id } }
+"""
+MESSAGES_PER_SESSION = 6
+
+
+class CommandLog(monitoring.CommandListener):
+    """The commands sent to one database while `counting` is set, by name and collection."""
+
+    def __init__(self) -> None:
+        self.counting = False
+        self.db_name = ""
+        self.commands: Counter[str] = Counter()
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if not self.counting or event.database_name != self.db_name:
+            return
+        name, command = event.command_name, event.command
+        if name in ("killCursors", "endSessions"):
+            return
+        if name == "getMore" and command.get("collection") == "$cmd.aggregate":
+            return  # the app's database-wide change stream, waiting for events
+        if name == "aggregate" and any("$changeStream" in s for s in command.get("pipeline", [])):
+            return
+        self.commands[f"{name} {command.get('collection' if name == 'getMore' else name)}"] += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+COMMANDS = CommandLog()
+monitoring.register(COMMANDS)
+
+
+async def listing_commands(api: ApiClient, db_name: str, first: int) -> Counter[str]:
+    """The commands one `sessions(first:)` request with each one's last 5 messages sends."""
+    COMMANDS.db_name = db_name
+    COMMANDS.commands.clear()
+    COMMANDS.counting = True
+    try:
+        data: dict[str, Any] = await api.data(LISTING, {"first": first})
+    finally:
+        COMMANDS.counting = False
+    nodes = data["sessions"]["nodes"]
+    assert len(nodes) == first
+    for node in nodes:  # the page really holds each session's last 5 messages
+        assert [m["seq"] for m in node["messages"]["nodes"]] == [2, 3, 4, 5, 6]
+    return Counter(COMMANDS.commands)
+
+
+async def test_listing_sends_the_same_few_commands_whatever_the_page_size(
+    api: ApiClient, settings: Settings
+) -> None:
+    lines = [{"user": {"content": f"line {n}"}} for n in range(MESSAGES_PER_SESSION)]
+    for index in range(100):
+        await api.data(CREATE, {"input": {"name": f"session {index}", "messages": lines}})
+
+    one = await listing_commands(api, settings.db_name, 1)
+    # The sessions and their messages at least: nothing seen means the listener came too late.
+    assert sum(one.values()) >= 2, f"the listener saw {dict(one)}"
+    for first in (20, 50, 100):
+        page = await listing_commands(api, settings.db_name, first)
+        # No command per session, and no getMore for a page's messages (500 at 100).
+        assert page == one, f"1 session: {dict(one)}; {first} sessions: {dict(page)}"
+    # The key lookup (the tests' server caches no keys), the page, and all its messages.
+    assert sum(one.values()) <= 3, dict(one)
