@@ -5,8 +5,17 @@ Messages are appended one at a time over HTTP; latency is the time a subscriber 
 message minus the message's `createdAt` (set by the server when it appends). Subscribers are
 spread over client processes so the load client is not the bottleneck it measures.
 
+Warm-up messages are appended until every subscriber has received one (so every subscription
+is live); those deliveries are left out. With several server processes (--servers), the
+subscribers are split evenly between them, appends go to each in turn, and the servers hear
+of each other's writes through a change stream (SESSIONGRAPH_EVENTS_MODE=changestream).
+
+Results are merged into bench/results/fanout.json by (subscribers, servers): a run replaces
+the entries it measured and keeps the others.
+
     python -m bench.fanout                      # 100 and 1,000 subscribers, one server
-    python -m bench.fanout --subscribers 5000 --servers 2
+    python -m bench.fanout --scenario two-servers   # 5,000 subscribers on two servers
+    python -m bench.fanout --subscribers 5000 --servers 2 --client-processes 2
 """
 
 from __future__ import annotations
@@ -15,6 +24,8 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import queue
+import resource
 import statistics
 import time
 from datetime import datetime
@@ -22,7 +33,16 @@ from typing import Any
 
 import websockets
 
-from bench.harness import Bench, Server, bench, gql, percentile, print_table, write_result
+from bench.harness import (
+    RESULTS,
+    Bench,
+    Server,
+    bench,
+    gql,
+    machine,
+    percentile,
+    print_table,
+)
 
 SUBSCRIBE = """
 subscription Watch($sessionId: ID!) {
@@ -35,24 +55,31 @@ mutation Append($sessionId: ID!) {
   addMessages(sessionId: $sessionId, messages: [{assistant: {content: "tick"}}]) { seq }
 }
 """
+SCENARIOS = {
+    "default": {"subscribers": "100,1000", "servers": 1},
+    "two-servers": {"subscribers": "5000", "servers": 2},
+}
+RECEIVE_TIMEOUT_SECONDS = 120
+FD_MARGIN = 1024
 
 
 async def _subscriber(
     url: str,
     key: str,
     session_id: str,
-    ready: asyncio.Event,
+    live: asyncio.Event,
     counter: list[int],
     total: int,
     latencies: list[float],
-    expected: int,
+    measured_from: Any,
+    last_seq: Any,
 ) -> None:
     async with websockets.connect(
         url,
         subprotocols=[websockets.Subprotocol("graphql-transport-ws")],
         compression=None,
         max_queue=None,
-        open_timeout=60,
+        open_timeout=120,
     ) as ws:
         await ws.send(
             json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {key}"}})
@@ -67,19 +94,30 @@ async def _subscriber(
                 }
             )
         )
-        counter[0] += 1
-        if counter[0] == total:
-            ready.set()
-        received = 0
-        while received < expected:
-            frame = json.loads(await ws.recv())
+        first = True
+        while True:
+            try:
+                raw = await asyncio.wait_for(ws.recv(), RECEIVE_TIMEOUT_SECONDS)
+            except TimeoutError:
+                return  # a lost message; the missing deliveries show in the count
+            frame = json.loads(raw)
             if frame.get("type") != "next":
                 continue
             now = time.time()
-            created = datetime.fromisoformat(frame["payload"]["data"]["messageAdded"]["createdAt"])
-            if received > 0:  # the first is the warm-up message
+            added = frame["payload"]["data"]["messageAdded"]
+            if first:  # a warm-up message: this subscription is live
+                first = False
+                counter[0] += 1
+                if counter[0] == total:
+                    live.set()
+                continue
+            seq = added["seq"]
+            start = measured_from.value
+            if start and seq >= start:
+                created = datetime.fromisoformat(added["createdAt"])
                 latencies.append((now - created.timestamp()) * 1000)
-            received += 1
+            if last_seq.value and seq >= last_seq.value:
+                return
 
 
 def _client_process(
@@ -87,24 +125,25 @@ def _client_process(
     key: str,
     session_id: str,
     count: int,
-    expected: int,
-    ready_queue: Any,
+    first_index: int,
+    measured_from: Any,
+    last_seq: Any,
+    live_queue: Any,
     result_queue: Any,
 ) -> None:
     async def run() -> list[float]:
-        ready = asyncio.Event()
+        live = asyncio.Event()
         counter = [0]
         latencies: list[float] = []
+        shared = (live, counter, count, latencies, measured_from, last_seq)
         tasks = [
             asyncio.create_task(
-                _subscriber(
-                    urls[i % len(urls)], key, session_id, ready, counter, count, latencies, expected
-                )
+                _subscriber(urls[(first_index + i) % len(urls)], key, session_id, *shared)
             )
             for i in range(count)
         ]
-        await ready.wait()
-        ready_queue.put(count)
+        await live.wait()
+        live_queue.put(count)
         await asyncio.gather(*tasks)
         return latencies
 
@@ -116,6 +155,19 @@ def _client_process(
         result_queue.put(asyncio.run(run()))
 
 
+def raise_file_limit(needed: int) -> tuple[int, int]:
+    """Raise this process's soft limit on open files (inherited by the servers and client
+    processes it starts) to at least `needed`, up to the hard limit; (soft, hard) after."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        print(f"warning: open files limited to {soft} (hard limit); {needed} wanted")
+    return soft, hard
+
+
 async def measure(
     b: Bench, servers: list[Server], subscribers: int, messages: int, client_processes: int
 ) -> dict[str, Any]:
@@ -123,34 +175,44 @@ async def measure(
         session_id = (await gql(http, servers[0].url, CREATE))["createSession"]["id"]
         rss_before = [s.memory_kib()[0] for s in servers]
         context = multiprocessing.get_context("spawn")
-        ready_queue, result_queue = context.Queue(), context.Queue()
+        live_queue, result_queue = context.Queue(), context.Queue()
+        measured_from, last_seq = context.Value("q", 0), context.Value("q", 0)
         processes = min(client_processes, subscribers)
         shares = [subscribers // processes] * processes
         shares[0] += subscribers - sum(shares)
+        starts = [sum(shares[:i]) for i in range(processes)]
+        urls = [s.ws_url for s in servers]
+        queues = (measured_from, last_seq, live_queue, result_queue)
         workers = [
             context.Process(
-                target=_client_process,
-                args=(
-                    [s.ws_url for s in servers],
-                    b.key,
-                    session_id,
-                    share,
-                    messages + 1,
-                    ready_queue,
-                    result_queue,
-                ),
+                target=_client_process, args=(urls, b.key, session_id, share, start, *queues)
             )
-            for share in shares
+            for share, start in zip(shares, starts, strict=True)
         ]
+        started = time.monotonic()
         for worker in workers:
             worker.start()
-        for _ in workers:
-            await asyncio.to_thread(ready_queue.get, True, 300)
-        # A warm-up message: once every subscriber has it, all subscriptions are live.
+        # Warm-up messages until every subscriber has had one: then all subscriptions are live.
+        seq = 0
+        live = 0
+        deadline = time.monotonic() + 300
+        while live < len(workers):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {live} of {len(workers)} client processes went live")
+            appended = await gql(http, servers[0].url, APPEND, sessionId=session_id)
+            seq = appended["addMessages"][0]["seq"]
+            await asyncio.sleep(1.0)
+            while True:
+                try:
+                    live_queue.get_nowait()
+                except queue.Empty:
+                    break
+                live += 1
+        setup_seconds = time.monotonic() - started
         await asyncio.sleep(1.0)
         rss_idle = [s.memory_kib()[0] for s in servers]
-        await gql(http, servers[0].url, APPEND, sessionId=session_id)
-        await asyncio.sleep(1.0)
+        measured_from.value = seq + 1
+        last_seq.value = seq + messages
         for index in range(messages):
             target = servers[index % len(servers)]
             await gql(http, target.url, APPEND, sessionId=session_id)
@@ -162,57 +224,103 @@ async def measure(
             worker.join(30)
         peak = [s.memory_kib()[1] for s in servers]
     measured = sorted(latencies)
-    per_subscriber_kib = [
-        (idle - before) / (subscribers / len(servers))
-        for idle, before in zip(rss_idle, rss_before, strict=True)
-    ]
+    per_server = subscribers / len(servers)
     return {
         "subscribers": subscribers,
         "servers": len(servers),
+        "client_processes": processes,
         "messages": messages,
         "deliveries": len(measured),
+        "expected_deliveries": subscribers * messages,
+        "setup_seconds": setup_seconds,
         "p50_ms": percentile(measured, 50),
         "p99_ms": percentile(measured, 99),
         "max_ms": max(measured),
         "mean_ms": statistics.fmean(measured),
         "idle_subscribers_rss_mib": sum(i - b for i, b in zip(rss_idle, rss_before, strict=True))
         / 1024,
-        "rss_per_subscriber_kib": statistics.fmean(per_subscriber_kib),
+        "rss_per_subscriber_kib": statistics.fmean(
+            (idle - before) / per_server for idle, before in zip(rss_idle, rss_before, strict=True)
+        ),
         "server_peak_rss_mib": max(peak) / 1024,
+        "server_peak_rss_mib_each": [p / 1024 for p in peak],
     }
+
+
+def merge_results(new: list[dict[str, Any]]) -> Any:
+    """Write `new` into bench/results/fanout.json, replacing entries with the same
+    (subscribers, servers) and keeping the rest; each entry records its machine and time."""
+    path = RESULTS / "fanout.json"
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    kept: list[dict[str, Any]] = []
+    if path.exists():
+        old = json.loads(path.read_text())
+        for entry in old.get("results", []):
+            entry.setdefault("machine", old.get("machine"))
+            entry.setdefault("at", old.get("at"))
+            kept.append(entry)
+    measured = {(e["subscribers"], e["servers"]) for e in new}
+    kept = [e for e in kept if (e["subscribers"], e["servers"]) not in measured]
+    entries = sorted(
+        kept + [{**e, "machine": machine(), "at": at} for e in new],
+        key=lambda e: (e["servers"], e["subscribers"]),
+    )
+    RESULTS.mkdir(exist_ok=True)
+    payload = {"benchmark": "fanout", "machine": machine(), "at": at, "results": entries}
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--subscribers", default="100,1000", help="comma-separated counts")
-    parser.add_argument("--servers", type=int, default=1, help="server processes on one database")
+    parser.add_argument(
+        "--scenario",
+        choices=sorted(SCENARIOS),
+        default="default",
+        help="default: 100 and 1,000 subscribers on one server; two-servers: 5,000 "
+        "subscribers split between two server processes (change streams)",
+    )
+    parser.add_argument("--subscribers", help="comma-separated counts (overrides the scenario)")
+    parser.add_argument("--servers", type=int, help="server processes on one database")
     parser.add_argument("--messages", type=int, default=30)
     parser.add_argument("--client-processes", type=int, default=2)
     parser.add_argument("--runs", type=int, default=3, help="runs per count; medians are reported")
     args = parser.parse_args()
+    scenario = SCENARIOS[args.scenario]
+    counts = [int(c) for c in (args.subscribers or str(scenario["subscribers"])).split(",")]
+    server_count = args.servers or int(scenario["servers"])
+    limits = raise_file_limit(max(counts) + FD_MARGIN)
+    env = {"SESSIONGRAPH_EVENTS_MODE": "changestream"} if server_count > 1 else {}
     rows = []
     results = []
     async with bench() as b:
-        for count in (int(c) for c in args.subscribers.split(",")):
+        for count in counts:
             runs = []
-            for _ in range(args.runs):
-                async with _Servers(b, args.servers) as servers:
-                    runs.append(
-                        await measure(b, servers, count, args.messages, args.client_processes)
-                    )
-            summary = {
+            for run in range(args.runs):
+                async with _Servers(b, server_count, env) as servers:
+                    result = await measure(b, servers, count, args.messages, args.client_processes)
+                runs.append(result)
+                print(
+                    f"run {run + 1}/{args.runs}: {count} subscribers on {server_count} "
+                    f"server(s): p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, "
+                    f"max {result['max_ms']:.1f} ms, {result['deliveries']}/"
+                    f"{result['expected_deliveries']} deliveries"
+                )
+            summary: dict[str, Any] = {
                 key: statistics.median(run[key] for run in runs)
                 for key in runs[0]
                 if isinstance(runs[0][key], int | float)
             }
+            summary["events_mode"] = env.get("SESSIONGRAPH_EVENTS_MODE", "auto")
+            summary["open_files_limit"] = limits[0]
             summary["runs"] = runs
             results.append(summary)
             rows.append(
                 [
                     count,
-                    args.servers,
+                    server_count,
                     summary["p50_ms"],
                     summary["p99_ms"],
                     summary["max_ms"],
@@ -225,15 +333,14 @@ async def main() -> None:
         ["subscribers", "servers", "p50 ms", "p99 ms", "max ms", "idle subs MiB", "peak RSS MiB"],
         rows,
     )
-    name = "fanout" if args.servers == 1 else f"fanout_{args.servers}servers"
-    print(f"\nwritten to {write_result(name, {'results': results})}")
+    print(f"\nmerged into {merge_results(results)}")
 
 
 class _Servers:
     """Several server processes on one database, started together."""
 
-    def __init__(self, b: Bench, count: int) -> None:
-        self.contexts = [b.server() for _ in range(count)]
+    def __init__(self, b: Bench, count: int, env: dict[str, str]) -> None:
+        self.contexts = [b.server(**env) for _ in range(count)]
 
     async def __aenter__(self) -> list[Server]:
         return [await context.__aenter__() for context in self.contexts]

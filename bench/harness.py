@@ -10,23 +10,35 @@ import asyncio
 import json
 import os
 import platform
+import resource
+import shutil
 import signal
+import socket
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import uvicorn
+from pymongo import monitoring
 
 from sessiongraph.embedded import EmbeddedDatabase, free_port
 from storage import ApiKeyStore, Database
 
 RESULTS = Path(__file__).parent / "results"
+WRK_MISSING = (
+    "wrk (the HTTP load generator) is not installed. On Debian or Ubuntu: "
+    "`apt-get install -y wrk`; on macOS: `brew install wrk`."
+)
 
 
 def machine() -> dict[str, Any]:
@@ -45,6 +57,20 @@ def machine() -> dict[str, Any]:
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    # After "pid (comm)": state is field 3, utime 14 and stime 15 (1-based, see proc(5)).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    """CPU time of this process's children that have ended (wrk runs, for instance)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def rss_kib(pid: int) -> tuple[int, int]:
     """(current, peak) resident memory of a process, in KiB."""
     values = {}
@@ -58,10 +84,14 @@ def rss_kib(pid: int) -> tuple[int, int]:
 
 @dataclass
 class Server:
-    """A running `sessiongraph serve` process."""
+    """A running server process: `sessiongraph serve`, or the baseline of bench.http."""
 
     process: asyncio.subprocess.Process
     port: int
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
     @property
     def url(self) -> str:
@@ -72,7 +102,11 @@ class Server:
         return f"ws://127.0.0.1:{self.port}/graphql"
 
     def memory_kib(self) -> tuple[int, int]:
+        """(current, peak) resident memory; with --workers above 1, of the supervisor only."""
         return rss_kib(self.process.pid)
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.process.pid)
 
 
 @dataclass
@@ -83,43 +117,83 @@ class Bench:
     db_name: str
     key: str
     servers: list[Server] = field(default_factory=list)
+    db_pid: int | None = None
+    """The SecantusDB process started for the run (None with MONGODB_URI)."""
 
-    @asynccontextmanager
-    async def server(self, **env: str) -> AsyncIterator[Server]:
-        """A server process on a free port, stopped (SIGTERM) afterwards."""
-        port = free_port()
-        environment = {
+    def environment(self, **env: str) -> dict[str, str]:
+        """The environment of a server process on this database."""
+        return {
             **os.environ,
             "MONGODB_URI": self.uri,
             "SESSIONGRAPH_DB_NAME": self.db_name,
             "SESSIONGRAPH_LOG_LEVEL": "WARNING",
             **env,
         }
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "sessiongraph.cli", "serve", "--port", str(port),
-            env=environment, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        server = Server(process, port)
-        try:
-            await _wait_healthy(port)
+
+    @asynccontextmanager
+    async def server(
+        self, *args: str, module: str = "sessiongraph.cli", **env: str
+    ) -> AsyncIterator[Server]:
+        """`python -m <module> serve` (the `sessiongraph` command) on a free port, stopped
+        (SIGTERM) afterwards. `args` are extra options of `serve` (such as --workers 2);
+        `env` overrides settings (SESSIONGRAPH_...)."""
+        port = free_port()
+        argv = [sys.executable, "-m", module, "serve", "--port", str(port), *args]
+        async with spawn(argv, port, self.environment(**env)) as server:
             yield server
-        finally:
-            if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(process.wait(), 20)
-                except TimeoutError:
-                    process.kill()
-                    await process.wait()
 
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(headers={"Authorization": f"Bearer {self.key}"}, timeout=60)
 
 
-async def _wait_healthy(port: int, seconds: float = 30) -> None:
+@asynccontextmanager
+async def spawn(argv: Sequence[str], port: int, env: dict[str, str]) -> AsyncIterator[Server]:
+    """A server process answering /healthz on `port`, stopped (SIGTERM) afterwards."""
+    process = await asyncio.create_subprocess_exec(*argv, env=env, stdout=subprocess.DEVNULL)
+    server = Server(process, port)
+    try:
+        await _wait_healthy(port, process=process)
+        yield server
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), 20)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+@asynccontextmanager
+async def serve_in_process(app: Any) -> AsyncIterator[str]:
+    """`app` served by uvicorn in this process's event loop on a free port; its base URL.
+    For measurements that must see inside the server (PyMongo command monitoring)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(app, log_level="warning", ws_per_message_deflate=False)
+    instance = uvicorn.Server(config)
+    task = asyncio.create_task(instance.serve(sockets=[sock]))
+    try:
+        while not instance.started:
+            if task.done():
+                raise RuntimeError("the in-process server stopped before it started")
+            await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        instance.should_exit = True
+        await task
+        sock.close()
+
+
+async def _wait_healthy(
+    port: int, seconds: float = 30, process: asyncio.subprocess.Process | None = None
+) -> None:
     deadline = time.monotonic() + seconds
     async with httpx.AsyncClient() as http:
         while time.monotonic() < deadline:
+            if process is not None and process.returncode is not None:
+                raise RuntimeError(f"server process exited with code {process.returncode}")
             try:
                 if (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
                     return
@@ -138,12 +212,13 @@ async def bench() -> AsyncIterator[Bench]:
         embedded = EmbeddedDatabase(data_dir=None)
         embedded.start()
         uri = embedded.uri
+    db_pid = embedded.process.pid if embedded is not None and embedded.process else None
     db_name = f"bench_{uuid.uuid4().hex[:8]}"
     db = await Database.connect(uri, db_name)
     try:
         await db.ensure_indexes()
         _, key = await ApiKeyStore(db).create("bench", "bench")
-        yield Bench(uri, db_name, key)
+        yield Bench(uri, db_name, key, db_pid=db_pid)
     finally:
         await db.client.drop_database(db_name)
         await db.close()
@@ -155,6 +230,14 @@ async def gql(http: httpx.AsyncClient, url: str, query: str, **variables: Any) -
     """Run an operation that must succeed; its data."""
     response = await http.post(url, json={"query": query, "variables": variables})
     body = response.json()
+    if body.get("errors"):
+        raise RuntimeError(body["errors"])
+    data: dict[str, Any] = body["data"]
+    return data
+
+
+def check_data(body: dict[str, Any]) -> dict[str, Any]:
+    """The `data` of a response body that must hold no errors."""
     if body.get("errors"):
         raise RuntimeError(body["errors"])
     data: dict[str, Any] = body["data"]
@@ -191,3 +274,200 @@ def print_table(title: str, headers: list[str], rows: list[list[Any]]) -> None:
 
 def _cell(value: Any) -> str:
     return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per numeric key, the median over runs (other keys from the first run)."""
+    summary: dict[str, Any] = {}
+    for key, value in runs[0].items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            summary[key] = statistics.median(run[key] for run in runs)
+        else:
+            summary[key] = value
+    return summary
+
+
+# Load generation with wrk ----------------------------------------------------------------
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Accept"] = "application/json"
+%(headers)s
+local bodies = {%(bodies)s}
+local index = 0
+
+request = function()
+  index = index %% #bodies + 1
+  return wrk.format(nil, nil, nil, bodies[index])
+end
+
+done = function(summary, latency, requests)
+  io.write(string.format(
+    'WRK_JSON {"requests": %%d, "duration_us": %%d, "bytes": %%d, "connect_errors": %%d, ' ..
+    '"read_errors": %%d, "write_errors": %%d, "status_errors": %%d, "timeouts": %%d, ' ..
+    '"p50_us": %%d, "p90_us": %%d, "p99_us": %%d, "max_us": %%d, "mean_us": %%f}\\n',
+    summary.requests, summary.duration, summary.bytes, summary.errors.connect,
+    summary.errors.read, summary.errors.write, summary.errors.status, summary.errors.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max,
+    latency.mean))
+end
+"""
+
+
+def wrk_command() -> str:
+    """The path of wrk; exits with install instructions when it is missing."""
+    found = shutil.which("wrk")
+    if found is None:
+        raise SystemExit(WRK_MISSING)
+    return found
+
+
+def _lua_string(text: str) -> str:
+    level = "=" * 3
+    while f"]{level}]" in text:
+        level += "="
+    return f"[{level}[{text}]{level}]"
+
+
+async def wrk(
+    url: str,
+    bodies: Sequence[str],
+    headers: dict[str, str],
+    *,
+    duration: float,
+    connections: int,
+    threads: int = 1,
+    request_timeout: float = 10,
+) -> dict[str, Any]:
+    """POST `bodies` (in turn) to `url` for `duration` seconds with wrk; its summary:
+    requests/s, latency percentiles in ms, errors, and wrk's own CPU time."""
+    script = WRK_SCRIPT % {
+        "headers": "\n".join(
+            f"wrk.headers[ {_lua_string(k)} ] = {_lua_string(v)}" for k, v in headers.items()
+        ),
+        "bodies": ", ".join(_lua_string(body) for body in bodies),
+    }
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", prefix="bench-wrk-") as lua:
+        lua.write(script)
+        lua.flush()
+        cpu_before = children_cpu_seconds()
+        process = await asyncio.create_subprocess_exec(
+            wrk_command(), "--threads", str(threads), "--connections", str(connections),
+            "--duration", f"{duration:g}s", "--timeout", f"{request_timeout:g}s",
+            "--script", lua.name, url, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        output = (await process.communicate())[0].decode()
+        wrk_cpu = children_cpu_seconds() - cpu_before
+    line = next((ln for ln in output.splitlines() if ln.startswith("WRK_JSON ")), None)
+    if process.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed (exit {process.returncode}):\n{output}")
+    raw = json.loads(line.removeprefix("WRK_JSON "))
+    seconds = raw["duration_us"] / 1e6
+    errors = sum(raw[k] for k in raw if k.endswith("_errors") or k == "timeouts")
+    return {
+        "requests": raw["requests"],
+        "seconds": seconds,
+        "requests_per_s": raw["requests"] / seconds,
+        "p50_ms": raw["p50_us"] / 1000,
+        "p90_ms": raw["p90_us"] / 1000,
+        "p99_ms": raw["p99_us"] / 1000,
+        "max_ms": raw["max_us"] / 1000,
+        "mean_ms": raw["mean_us"] / 1000,
+        "errors": errors,
+        "wrk_cpu_s": wrk_cpu,
+    }
+
+
+async def load(
+    b: Bench,
+    server: Server,
+    bodies: Sequence[str],
+    *,
+    duration: float,
+    connections: int,
+    threads: int = 1,
+    request_timeout: float = 10,
+) -> dict[str, Any]:
+    """One wrk run against `server` with the bench's key, with the CPU time the server, the
+    database (when started here) and wrk spent per request."""
+    server_cpu = server.cpu_seconds()
+    db_cpu = cpu_seconds(b.db_pid) if b.db_pid else 0.0
+    result = await wrk(
+        server.url,
+        bodies,
+        {"Authorization": f"Bearer {b.key}"},
+        duration=duration,
+        connections=connections,
+        threads=threads,
+        request_timeout=request_timeout,
+    )
+    requests = max(result["requests"], 1)
+    result["server_cpu_ms_per_request"] = (server.cpu_seconds() - server_cpu) * 1000 / requests
+    if b.db_pid:
+        result["db_cpu_ms_per_request"] = (cpu_seconds(b.db_pid) - db_cpu) * 1000 / requests
+    result["wrk_cpu_ms_per_request"] = result["wrk_cpu_s"] * 1000 / requests
+    return result
+
+
+# Counting database commands ---------------------------------------------------------------
+
+
+TRANSACTION_ENDS = frozenset({"commitTransaction", "abortTransaction"})
+
+
+class CommandCounter(monitoring.CommandListener):
+    """Counts the commands PyMongo clients of this process send to one database, while
+    `counting` is set. Register it (`pymongo.monitoring.register`) before the clients to
+    watch are created. Transactions' commits and aborts (sent to `admin`) count too. A
+    change stream's own commands and cursor clean-up are left out: they are not work a
+    request asked for."""
+
+    def __init__(self) -> None:
+        self.db_name: str | None = None
+        self.counting = False
+        self.commands: Counter[str] = Counter()
+        self.durations_ms: dict[str, list[float]] = {}
+        self._pending: dict[int, str] = {}
+
+    def start(self, db_name: str) -> None:
+        self.db_name = db_name
+        self.commands.clear()
+        self.durations_ms.clear()
+        self._pending.clear()
+        self.counting = True
+
+    def stop(self) -> Counter[str]:
+        self.counting = False
+        return Counter(self.commands)
+
+    @property
+    def total(self) -> int:
+        return sum(self.commands.values())
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if not self.counting:
+            return
+        name = event.command_name
+        ends_transaction = event.database_name == "admin" and name in TRANSACTION_ENDS
+        if event.database_name != self.db_name and not ends_transaction:
+            return
+        command = event.command
+        if name in ("killCursors", "endSessions"):
+            return
+        if name == "getMore" and command.get("collection") == "$cmd.aggregate":
+            return  # a database-wide change stream waiting for events
+        if name == "aggregate" and any("$changeStream" in s for s in command.get("pipeline", [])):
+            return
+        target = command.get(name) if name != "getMore" else command.get("collection")
+        key = f"{name} {target}" if isinstance(target, str) else name
+        self.commands[key] += 1
+        self._pending[event.request_id] = key
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        key = self._pending.pop(event.request_id, None)
+        if key is not None:
+            self.durations_ms.setdefault(key, []).append(event.duration_micros / 1000)
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
