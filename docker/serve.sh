@@ -38,7 +38,7 @@ fi
 exec uvicorn sessiongraph.app:create_app --factory \
     --host "${SESSIONGRAPH_HOST:-0.0.0.0}" \
     --port "${SESSIONGRAPH_PORT:-8000}" \
-    --workers "${WEB_CONCURRENCY:-2}" \
+    --workers "${WEB_CONCURRENCY:-1}" \
     --loop uvloop \
     --http httptools \
     --ws websockets-sansio \
