@@ -36,7 +36,7 @@ class Context:
 
     def fresh_loaders(self) -> None:
         """Start a new batch-and-cache scope: a new request or subscription event."""
-        self.loaders = Loaders(self.org_id, self.messages)
+        self.loaders = Loaders(self.org_id, self.sessions, self.messages)
 
 
 Info = strawberry.Info[Context, None]

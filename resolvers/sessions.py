@@ -30,8 +30,10 @@ OrderDirection = Literal["asc", "desc"]
 
 
 async def session_by_id(ctx: Context, session_id: str) -> SessionRecord | None:
-    """The session, or None when it is absent or belongs to another organization."""
-    return await ctx.sessions.get(ctx.org_id, session_id)
+    """The session, or None when it is absent or belongs to another organization. Several
+    `session(id:)` fields of one request (aliases) are read with one command."""
+    session: SessionRecord | None = await ctx.loaders.session_by_id.load(session_id)
+    return session
 
 
 def session_query(filter_: dict[str, Any] | None) -> SessionQuery:

@@ -97,3 +97,35 @@ async def test_listing_sends_the_same_few_commands_whatever_the_page_size(
         assert page == one, f"1 session: {dict(one)}; {first} sessions: {dict(page)}"
     # The key lookup (the tests' server caches no keys), the page, and all its messages.
     assert sum(one.values()) <= 3, dict(one)
+
+
+async def counted(api: ApiClient, db_name: str, query: str) -> Counter[str]:
+    COMMANDS.db_name = db_name
+    COMMANDS.commands.clear()
+    COMMANDS.counting = True
+    try:
+        await api.data(query)
+    finally:
+        COMMANDS.counting = False
+    return Counter(COMMANDS.commands)
+
+
+async def test_aliased_session_lookups_are_read_with_one_command(
+    api: ApiClient, settings: Settings
+) -> None:
+    lines = [{"user": {"content": "hello"}}]
+    ids = [
+        (await api.data(CREATE, {"input": {"name": f"alias {n}", "messages": lines}}))[
+            "createSession"
+        ]["id"]
+        for n in range(5)
+    ]
+    fields = "{ name messages(last: 1) { nodes { content } } }"
+    one = await counted(api, settings.db_name, f'{{ s0: session(id: "{ids[0]}") {fields} }}')
+    five = await counted(
+        api,
+        settings.db_name,
+        "{ " + " ".join(f's{n}: session(id: "{i}") {fields}' for n, i in enumerate(ids)) + " }",
+    )
+
+    assert five == one, f"1 session: {dict(one)}; 5 sessions: {dict(five)}"

@@ -435,15 +435,15 @@ async def exercise_messages(db: Database, org_id: str, sessions: list[SessionRec
 
     # Transcript pages as the resolvers ask for them: forward, backward, and the
     # DataLoader's batch of several sessions in one command.
-    loaders = Loaders(org_id, store)
+    loaders = Loaders(org_id, SessionStore(db), store)
     forward = PageArgs.check(2, message_cursor(1), None, None, default=50, maximum=500)
     window = message_window(4, forward)
     assert len(await loaders.messages_by_seq_range.load((first, window.lo, window.hi))) == 2
-    loaders = Loaders(org_id, store)
+    loaders = Loaders(org_id, SessionStore(db), store)
     backward = PageArgs.check(None, None, 2, message_cursor(4), default=50, maximum=500)
     window = message_window(4, backward)
     assert len(await loaders.messages_by_seq_range.load((first, window.lo, window.hi))) == 2
-    loaders = Loaders(org_id, store)
+    loaders = Loaders(org_id, SessionStore(db), store)
     batch = await asyncio.gather(
         *(loaders.messages_by_seq_range.load((sid, 1, 50)) for sid in (first, second, third))
     )
