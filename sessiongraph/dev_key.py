@@ -30,14 +30,16 @@ async def development_key(keys: ApiKeyStore, settings: Settings) -> str:
 
 
 async def announce_development_key(keys: ApiKeyStore, settings: Settings) -> None:
-    """Print where GraphiQL is and a key to use there."""
+    """Print where GraphiQL (and the console) is and a key to use there."""
     key = await development_key(keys, settings)
-    url = f"http://{settings.host}:{settings.port}/graphql"
-    print(
-        "\n"
-        "  sessiongraph is starting on the embedded database.\n"
-        f"  GraphiQL:        {url}\n"
-        f"  Development key: {key}   (organization {DEV_ORG!r})\n"
-        '  In GraphiQL, open Headers and paste: {"Authorization": "Bearer ' + key + '"}\n',
-        flush=True,
-    )
+    base = f"http://{settings.host}:{settings.port}"
+    lines = [
+        "",
+        "  sessiongraph is starting on the embedded database.",
+        f"  GraphiQL:        {base}/graphql",
+        f"  Development key: {key}   (organization {DEV_ORG!r})",
+        '  In GraphiQL, open Headers and paste: {"Authorization": "Bearer ' + key + '"}',
+    ]
+    if settings.console:
+        lines.append(f"  Live console:    {base}/console")
+    print("\n".join(lines) + "\n", flush=True)

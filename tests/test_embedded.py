@@ -54,6 +54,7 @@ async def test_startup_prints_the_graphiql_url_and_a_development_key(
 
     assert f"{url}/graphql" in printed
     assert f"Development key: {development_key(embedded_settings)}" in printed
+    assert f"{url}/console" in printed
 
 
 async def test_the_development_key_is_kept_readable_by_its_owner_only(
