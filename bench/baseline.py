@@ -7,9 +7,11 @@ measures), doing the same database work the storage layer does:
 - the API key: its SHA-256 looked up in `api_keys` (`{key_hash, revoked_at: None}`,
   projection `{org_id: 1}`), remembered for SESSIONGRAPH_AUTH_CACHE_SECONDS (5, as the server
   does by default);
-- SessionById: `sessions.find_one({_id, org_id}, {phone_number_secrets: 0})`, then its
-  first 10 messages with `messages.find({session_id, seq: {$gte, $lte}, org_id})` sorted by
-  (session_id, seq), as `MessageStore.in_ranges` issues it;
+- SessionById: `sessions.find({_id: {$in: [id]}, org_id}, {phone_number_secrets: 0})`, as
+  `SessionStore.get_many` issues it for the request's session DataLoader, then its first 10
+  messages with `messages.find({session_id, seq: {$gte, $lte}})` sorted by (session_id, seq),
+  batch size expected + 1, the organization checked on each message, as
+  `MessageStore.in_ranges` issues it;
 - SessionList: `sessions.find({$and: [{org_id}]}, {phone_number_secrets: 0})` sorted by
   (created_at, _id) descending with limit first + 1, as `SessionStore.list` issues it.
 
@@ -117,20 +119,24 @@ def create_app(uri: str, db_name: str, cache_seconds: float) -> Starlette:
         return str(doc["org_id"])
 
     async def session_by_id(org_id: str, session_id: str) -> dict[str, Any] | None:
-        doc = await collections["sessions"].find_one(
-            {"_id": session_id, "org_id": org_id}, PUBLIC_FIELDS
+        found = await (
+            collections["sessions"]
+            .find({"_id": {"$in": [session_id]}, "org_id": org_id}, PUBLIC_FIELDS)
+            .to_list(None)
         )
-        if doc is None:
+        if not found:
             return None
+        doc = found[0]
         hi = min(FIRST_MESSAGES, doc["message_count"])
         messages: list[dict[str, Any]] = []
         if hi >= 1:
             cursor = (
                 collections["messages"]
-                .find({"session_id": session_id, "seq": {"$gte": 1, "$lte": hi}, "org_id": org_id})
+                .find({"session_id": session_id, "seq": {"$gte": 1, "$lte": hi}})
                 .sort([("session_id", ASCENDING), ("seq", ASCENDING)])
+                .batch_size(hi + 1)
             )
-            messages = await cursor.to_list(None)
+            messages = [m for m in await cursor.to_list(None) if m["org_id"] == org_id]
         session = _session_fields(doc, datetime.now(UTC))
         session["messages"] = {
             "nodes": [

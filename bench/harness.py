@@ -410,6 +410,21 @@ async def load(
     return result
 
 
+async def wait_idle(pids: Sequence[int], *, window: float = 0.5, at_most: float = 60) -> float:
+    """Wait until the processes `pids` (a server, the database) have together used under 5%
+    of a core over `window` seconds: requests wrk left in flight when it stopped are done and
+    will not slow the next run. The seconds waited."""
+    started = time.monotonic()
+    before = sum(cpu_seconds(pid) for pid in pids)
+    while time.monotonic() - started < at_most:
+        await asyncio.sleep(window)
+        after = sum(cpu_seconds(pid) for pid in pids)
+        if after - before < 0.05 * window:
+            break
+        before = after
+    return time.monotonic() - started
+
+
 # Counting database commands ---------------------------------------------------------------
 
 

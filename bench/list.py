@@ -15,7 +15,9 @@ not counted (events come from this process here: SESSIONGRAPH_EVENTS_MODE=local)
 
 Requests/s are measured with wrk (one thread, keep-alive connections) against `sessiongraph
 serve` in its own process, rate limiting off (SESSIONGRAPH_RATE_LIMIT_PER_SECOND=0), on the
-same seeded data. Needs wrk: `apt-get install -y wrk` (Debian/Ubuntu), `brew install wrk`.
+same seeded data. Before each run the script waits until the server and the database are idle
+(the requests wrk left in flight are done). Needs wrk: `apt-get install -y wrk`
+(Debian/Ubuntu), `brew install wrk`.
 
     python -m bench.list                     # counts for 1..100, req/s for 1, 20, 100
     python -m bench.list --throughput-sizes 20 --runs 1
@@ -41,6 +43,7 @@ from bench.harness import (
     median_of,
     print_table,
     serve_in_process,
+    wait_idle,
     write_result,
     wrk,
     wrk_command,
@@ -181,8 +184,12 @@ async def main() -> None:
                         )
                         assert len(check_data(response.json())["sessions"]["nodes"]) == size
                 runs: dict[int, list[dict[str, Any]]] = {size: [] for size in throughput_sizes}
+                idle_pids = [server.pid, *([b.db_pid] if b.db_pid else [])]
                 for run in range(args.runs):
                     for size in throughput_sizes:
+                        # A page of 100 takes seconds: let the requests wrk left in flight
+                        # finish before the next run starts.
+                        await wait_idle(idle_pids)
                         result = await load(
                             b,
                             server,
