@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -47,8 +46,9 @@ class Delivery(NamedTuple):
     kind: str
     """"next", "error" or "complete"."""
     payload: str
-    committed_at: datetime | None = None
-    """When the event behind it was committed (None for replayed history)."""
+    committed: float | None = None
+    """When the event behind it was committed, in seconds since the epoch (None for
+    replayed history); a float, as the fan-out measures it once per subscriber."""
     error_code: str | None = None
     """The first error's code, when it carries errors."""
 
@@ -181,7 +181,8 @@ class _Group:
         try:
             results = await start()
             async for result in results:
-                self._deliver(encode(result)._replace(committed_at=committed_at()))
+                at = committed_at()
+                self._deliver(encode(result)._replace(committed=at.timestamp() if at else None))
         finally:
             self._deliver(COMPLETE)
             close = getattr(results, "aclose", None) if results is not None else None

@@ -212,9 +212,7 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
                     self.forget_id(operation.id)
                 await socket.send_text(prefix + kind + '","payload":' + delivery.payload + "}")
                 if subscription is not None:
-                    self.tracker.sent(
-                        subscription, kind, delivery.committed_at, delivery.error_code
-                    )
+                    self.tracker.sent(subscription, kind, delivery.committed, delivery.error_code)
                 if kind == "error":
                     return
         if member.overflowed:
@@ -344,7 +342,8 @@ def _sent(tracker: SubscriptionTracker, message: dict[str, Any]) -> None:
         return
     if message["type"] in ("next", "data"):
         code = first_error_code(message["payload"])
-        tracker.sent(subscription, "next", committed_at(), code)
+        at = committed_at()
+        tracker.sent(subscription, "next", at.timestamp() if at else None, code)
     elif message["type"] == "error":
         code = first_error_code(message["payload"], uncoded=UNCODED_REFUSAL)
         tracker.sent(subscription, "error", None, code)

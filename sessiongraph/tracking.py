@@ -21,7 +21,6 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -235,7 +234,7 @@ class SubscriptionTracker:
         self,
         subscription: Subscription,
         kind: str,
-        committed_at: datetime | None,
+        committed: float | None,
         error_code: str | None,
     ) -> None:
         """A frame of the subscription went out: a result ("next"), or an "error"."""
@@ -246,7 +245,7 @@ class SubscriptionTracker:
         if kind == "next":
             subscription.delivered += 1
             if self.metrics is not None:
-                self.metrics.event_delivered(subscription.shape.field, committed_at)
+                self.metrics.event_delivered(subscription.shape.field, committed)
 
     def end(
         self, subscription: Subscription, *, cancelled: bool, failure: BaseException | None
