@@ -31,7 +31,8 @@ if python -c 'import sessiongraph.log_config' 2>/dev/null; then
     python -c 'import json, sys
 from sessiongraph.log_config import log_config
 with open(sys.argv[2], "w") as f:
-    json.dump(log_config(sys.argv[1]), f)' "$level" "$log_config_file"
+    json.dump(log_config(sys.argv[1], sys.argv[3]), f)' "$level" "$log_config_file" \
+        "${SESSIONGRAPH_LOG_FORMAT:-text}"
     set -- --log-config "$log_config_file" "$@"
 fi
 
@@ -44,5 +45,6 @@ exec uvicorn sessiongraph.app:create_app --factory \
     --ws websockets-sansio \
     --ws-per-message-deflate false \
     --proxy-headers \
+    --no-access-log \
     --log-level "$log_level" \
     "$@"

@@ -144,6 +144,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         workers=args.workers,
         log_level=settings.log_level.lower(),
         log_config=log_config(settings.log_level, settings.log_format),
+        # One line per request: sessiongraph.access, with the request id and duration.
+        access_log=False,
         ws_per_message_deflate=False,
         # Then websockets are closed with 1012 and requests cancelled: a stop never hangs.
         timeout_graceful_shutdown=settings.shutdown_timeout_seconds,

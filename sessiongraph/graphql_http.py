@@ -29,6 +29,7 @@ from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.types.graphql import OperationType
 
 from resolvers.errors import UNAVAILABLE_MESSAGE
+from sessiongraph.access_log import REQUEST_ID
 from sessiongraph.auth import bearer_key
 from sessiongraph.services import Services
 from storage import is_database_unavailable
@@ -37,7 +38,6 @@ log = logging.getLogger("sessiongraph.http")
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
 GET_OPERATIONS = frozenset({OperationType.QUERY})
 UNAVAILABLE = "SERVICE_UNAVAILABLE"

@@ -46,8 +46,6 @@ def log_config(level: str, style: Literal["text", "json"] = "text") -> dict[str,
         for formatter in config["formatters"].values():
             formatter.clear()
             formatter["()"] = f"{__name__}.JsonFormatter"
-        # The access log below carries the request id; uvicorn's own would repeat it.
-        config["loggers"]["uvicorn.access"]["level"] = "WARNING"
     for name in PROJECT_LOGGERS:
         config["loggers"][name] = {"handlers": ["default"], "level": level, "propagate": False}
     return config

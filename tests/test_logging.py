@@ -51,13 +51,17 @@ async def test_each_request_is_logged_with_its_request_id(
     assert lines[0].__dict__["path"] == "/graphql"
 
 
-async def test_serve_writes_json_lines_when_asked(mongo_uri: str, settings: Settings) -> None:
+async def serve_and_get(
+    mongo_uri: str, settings: Settings, log_format: str, headers: dict[str, str]
+) -> tuple[httpx.Response, str]:
+    """Run `sessiongraph serve` with `log_format`, GET /healthz once; the answer and all the
+    server wrote."""
     port = free_port()
     env = {
         **os.environ,
         "MONGODB_URI": mongo_uri,
         "SESSIONGRAPH_DB_NAME": settings.db_name,
-        "SESSIONGRAPH_LOG_FORMAT": "json",
+        "SESSIONGRAPH_LOG_FORMAT": log_format,
     }
     process = await asyncio.create_subprocess_exec(
         str(SESSIONGRAPH), "serve", "--port", str(port),
@@ -67,7 +71,7 @@ async def test_serve_writes_json_lines_when_asked(mongo_uri: str, settings: Sett
         async with httpx.AsyncClient() as client:
             for _ in range(int(START_SECONDS / 0.1)):
                 try:
-                    response = await client.get(f"http://127.0.0.1:{port}/healthz")
+                    response = await client.get(f"http://127.0.0.1:{port}/healthz", headers=headers)
                     break
                 except httpx.TransportError:
                     await asyncio.sleep(0.1)
@@ -76,9 +80,41 @@ async def test_serve_writes_json_lines_when_asked(mongo_uri: str, settings: Sett
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = await asyncio.wait_for(process.communicate(), 30)
+    return response, output.decode()
 
-    entries = [json.loads(line) for line in output.decode().splitlines() if line.strip()]
+
+async def test_serve_writes_json_lines_when_asked(mongo_uri: str, settings: Settings) -> None:
+    response, output = await serve_and_get(mongo_uri, settings, "json", {})
+
+    entries = [json.loads(line) for line in output.splitlines() if line.strip()]
     access = [e for e in entries if e["logger"] == "sessiongraph.access"]
     assert response.status_code == 200
     assert [(e["path"], e["status"]) for e in access] == [("/healthz", 200)]
     assert all({"time", "level", "message"} <= e.keys() for e in entries)
+    # Only the project's access line: uvicorn's own would repeat the request.
+    assert [e["logger"] for e in entries if "/healthz" in e["message"]] == ["sessiongraph.access"]
+
+
+async def test_serve_logs_each_request_once_as_text_with_its_request_id(
+    mongo_uri: str, settings: Settings
+) -> None:
+    response, output = await serve_and_get(
+        mongo_uri, settings, "text", {"X-Request-ID": "text-log-1"}
+    )
+
+    assert response.status_code == 200
+    lines = [line for line in output.splitlines() if "/healthz" in line]
+    assert len(lines) == 1, lines
+    assert "GET /healthz 200" in lines[0]
+    assert "request text-log-1" in lines[0]
+
+
+async def test_every_response_carries_a_request_id(server: str) -> None:
+    async with httpx.AsyncClient(base_url=server) as client:
+        given = await client.get("/healthz", headers={"X-Request-ID": "probe-7"})
+        generated = await client.get("/readyz")
+        malformed = await client.get("/healthz", headers={"X-Request-ID": "no spaces allowed"})
+
+    assert given.headers["x-request-id"] == "probe-7"
+    assert len(generated.headers["x-request-id"]) == 32
+    assert malformed.headers["x-request-id"] != "no spaces allowed"
