@@ -16,7 +16,10 @@ from typing import Any
 
 import httpx
 
+from sessiongraph.embedded import EmbeddedDatabase
+from storage import Database
 from tests.api_client import ApiClient
+from tests.conftest import new_org_key
 from tests.ws_client import WAIT_SECONDS
 
 CREATE_SESSION = """
@@ -138,3 +141,40 @@ async def answered_within(seconds: float = WAIT_SECONDS) -> AsyncIterator[None]:
             yield
     except TimeoutError:
         raise AssertionError(f"no answer within {seconds:g} s") from None
+
+
+@asynccontextmanager
+async def failpoint_database(db_name: str) -> AsyncIterator[tuple[str, Database, str]]:
+    """A SecantusDB of its own with test commands on (`configureFailPoint`), whatever
+    MONGODB_URI says: its URI, a direct connection to it (which arms the failpoints) and
+    the API key of a new organization in database `db_name`."""
+    database = EmbeddedDatabase(data_dir=None, extra_args=("--enable-test-commands",))
+    await database.start_async()
+    try:
+        db = await Database.connect(database.uri, db_name)
+        try:
+            _, key = await new_org_key(db)
+            yield database.uri, db, key
+        finally:
+            await db.close()
+    finally:
+        await database.stop_async()
+
+
+@asynccontextmanager
+async def failing(
+    db: Database, command: str, mode: str | dict[str, int], **data: Any
+) -> AsyncIterator[None]:
+    """`command` fails as `data` says (errorCode, closeConnection, writeConcernError,
+    blockConnection) while the block runs: `mode` is "alwaysOn" or {"times": n}."""
+    await db.client.admin.command(
+        {
+            "configureFailPoint": "failCommand",
+            "mode": mode,
+            "data": {"failCommands": [command], **data},
+        }
+    )
+    try:
+        yield
+    finally:
+        await db.client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})

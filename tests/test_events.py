@@ -23,6 +23,7 @@ from storage import Database
 from storage.events import EventHub
 from tests.api_client import ApiClient
 from tests.conftest import new_org_key
+from tests.faults import failing, failpoint_database
 from tests.operations import CREATE_SESSION_ID
 from tests.ws_client import WsClient, connected, serving
 
@@ -284,17 +285,6 @@ async def test_subscribers_on_every_uvicorn_worker_receive_an_append(
         await live_delivery(api, session_id, clients)
 
 
-@pytest.fixture
-async def failpoint_uri() -> AsyncIterator[str]:
-    """A SecantusDB of this test's own with test commands on, whatever MONGODB_URI says."""
-    database = EmbeddedDatabase(data_dir=None, extra_args=("--enable-test-commands",))
-    await database.start_async()
-    try:
-        yield database.uri
-    finally:
-        await database.stop_async()
-
-
 @pytest.mark.parametrize(
     "failure",
     [
@@ -306,30 +296,20 @@ async def failpoint_uri() -> AsyncIterator[str]:
     ids=["connection-dropped", "command-error"],
 )
 async def test_the_change_stream_resumes_without_losing_events(
-    settings: Settings, failpoint_uri: str, failure: dict[str, object]
+    settings: Settings, failure: dict[str, object]
 ) -> None:
-    db = await Database.connect(failpoint_uri, settings.db_name)
-    try:
-        _, key = await new_org_key(db)
-        async with (
-            serving(settings, mongodb_uri=failpoint_uri) as (url, _),
-            ApiClient(url, key) as api,
-            connected(url, key) as client,
-        ):
-            session_id = await new_session(api)
-            await subscribe_from_start(client, session_id)
-            await live_delivery(api, session_id, [client])
-            # The change stream's next three getMore commands fail.
-            await db.client.admin.command(
-                {
-                    "configureFailPoint": "failCommand",
-                    "mode": {"times": 3},
-                    "data": {"failCommands": ["getMore"], **failure},
-                }
-            )
+    async with (
+        failpoint_database(settings.db_name) as (uri, db, key),
+        serving(settings, mongodb_uri=uri) as (url, _),
+        ApiClient(url, key) as api,
+        connected(url, key) as client,
+    ):
+        session_id = await new_session(api)
+        await subscribe_from_start(client, session_id)
+        await live_delivery(api, session_id, [client])
+        # The change stream's next three getMore commands fail.
+        async with failing(db, "getMore", {"times": 3}, **failure):
             for seq in range(3, 8):
                 assert await add_message(api, session_id, f"message {seq}") == seq
             received = [(await client.data("1"))["messageAdded"]["seq"] for _ in range(3, 8)]
-            assert received == [3, 4, 5, 6, 7]
-    finally:
-        await db.close()
+        assert received == [3, 4, 5, 6, 7]

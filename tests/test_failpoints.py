@@ -4,18 +4,15 @@ whole or reports failure, a database that stops answering is bounded. See tests/
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from sessiongraph.embedded import EmbeddedDatabase
 from sessiongraph.settings import Settings
 from storage import Database
 from storage.database import Driver
 from tests.api_client import ApiClient
-from tests.conftest import new_org_key
 from tests.faults import (
     ADD_MESSAGES,
     FAULT_TIMEOUT_MS,
@@ -25,6 +22,8 @@ from tests.faults import (
     answered_within,
     append,
     appended_seqs,
+    failing,
+    failpoint_database,
     new_session,
     transcript,
     user_messages,
@@ -38,7 +37,6 @@ from tests.ws_client import serving
 class Faulty:
     """A database whose commands the test can make fail, and a server on it per driver."""
 
-    uri: str
     key: str
     urls: dict[Driver, str]
     db: Database
@@ -47,27 +45,18 @@ class Faulty:
 
 @pytest.fixture(scope="module")
 async def faulty(settings: Settings) -> AsyncIterator[Faulty]:
-    database = EmbeddedDatabase(data_dir=None, extra_args=("--enable-test-commands",))
-    await database.start_async()
-    try:
-        db = await Database.connect(database.uri, settings.db_name)
-        try:
-            _, key = await new_org_key(db)
-            changes = {
-                "mongodb_uri": database.uri,
-                "db_timeout_ms": FAULT_TIMEOUT_MS,
-                "request_timeout_seconds": REQUEST_TIMEOUT_SECONDS,
-            }
-            async with (
-                serving(settings, **changes, driver="pymongo") as (pymongo_url, _),
-                serving(settings, **changes, driver="motor") as (motor_url, _),
-            ):
-                urls: dict[Driver, str] = {"pymongo": pymongo_url, "motor": motor_url}
-                yield Faulty(database.uri, key, urls, db)
-        finally:
-            await db.close()
-    finally:
-        await database.stop_async()
+    async with failpoint_database(settings.db_name) as (uri, db, key):
+        changes = {
+            "mongodb_uri": uri,
+            "db_timeout_ms": FAULT_TIMEOUT_MS,
+            "request_timeout_seconds": REQUEST_TIMEOUT_SECONDS,
+        }
+        async with (
+            serving(settings, **changes, driver="pymongo") as (pymongo_url, _),
+            serving(settings, **changes, driver="motor") as (motor_url, _),
+        ):
+            urls: dict[Driver, str] = {"pymongo": pymongo_url, "motor": motor_url}
+            yield Faulty(key, urls, db)
 
 
 @pytest.fixture(params=["pymongo", "motor"])
@@ -77,37 +66,18 @@ async def faulty_api(faulty: Faulty, request: pytest.FixtureRequest) -> AsyncIte
         yield client
 
 
-# Error codes to fail commands with. Not the "shutting down" or "not primary" codes (11600,
-# 91, 10107...): after one of those the driver forgets the server until its monitor's next
-# answer, which a failpoint does not hurry (the server's topologyVersion does not change),
-# so the server stays unusable for heartbeatFrequencyMS (10 s).
 REQUEST_TIMEOUT_SECONDS = 4.0
 """The faulty servers' request time bound: past FAULT_TIMEOUT_MS of retries and a commit."""
 BLOCK_MS = 30_000
 """How long a blocked command keeps the database from answering: far past the bound."""
 
+# Error codes to fail commands with. Not the "shutting down" or "not primary" codes (11600,
+# 91, 10107...): after one of those the driver forgets the server until its monitor's next
+# answer, which a failpoint does not hurry (the server's topologyVersion does not change),
+# so the server stays unusable for heartbeatFrequencyMS (10 s).
 BAD_VALUE = 2
 WRITE_CONFLICT = 112
 EXCEEDED_TIME_LIMIT = 262
-
-
-@asynccontextmanager
-async def failing(
-    db: Database, command: str, mode: str | dict[str, int], **data: Any
-) -> AsyncIterator[None]:
-    """`command` fails as `data` says (errorCode, closeConnection, writeConcernError) while
-    the block runs: `mode` is "alwaysOn" or {"times": n}."""
-    await db.client.admin.command(
-        {
-            "configureFailPoint": "failCommand",
-            "mode": mode,
-            "data": {"failCommands": [command], **data},
-        }
-    )
-    try:
-        yield
-    finally:
-        await db.client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
 
 
 async def session_with_two_messages(api: ApiClient) -> str:

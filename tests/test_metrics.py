@@ -12,6 +12,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 import httpx
@@ -19,11 +20,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sessiongraph.app import create_app
-from sessiongraph.embedded import EmbeddedDatabase
 from sessiongraph.settings import Settings
 from storage import Database
 from tests.api_client import ApiClient
-from tests.conftest import new_org_key
+from tests.faults import failing, failpoint_database
 from tests.ws_client import WAIT_SECONDS, connected, serving
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -327,43 +327,23 @@ class Faulty:
 
 @pytest.fixture(scope="module")
 async def faulty(settings: Settings) -> AsyncIterator[Faulty]:
-    database = EmbeddedDatabase(data_dir=None, extra_args=("--enable-test-commands",))
-    await database.start_async()
-    try:
-        db = await Database.connect(database.uri, settings.db_name)
-        try:
-            _, key = await new_org_key(db)
-            async with serving(settings, mongodb_uri=database.uri, db_timeout_ms=1500) as (
-                url,
-                _,
-            ):
-                yield Faulty(url, key, db)
-        finally:
-            await db.close()
-    finally:
-        await database.stop_async()
+    async with (
+        failpoint_database(settings.db_name) as (uri, db, key),
+        serving(settings, mongodb_uri=uri, db_timeout_ms=1500) as (url, _),
+    ):
+        yield Faulty(url, key, db)
 
 
-async def fail_next(db: Database, command: str) -> None:
-    """Make the next `command` the database receives fail with BadValue."""
-    await db.client.admin.command(
-        {
-            "configureFailPoint": "failCommand",
-            "mode": {"times": 1},
-            "data": {"failCommands": [command], "errorCode": BAD_VALUE},
-        }
-    )
+def fail_next(db: Database, command: str) -> AbstractAsyncContextManager[None]:
+    """While the block runs, the next `command` the database receives fails with BadValue."""
+    return failing(db, command, {"times": 1}, errorCode=BAD_VALUE)
 
 
 async def test_a_failed_database_command_is_counted_by_command_name(faulty: Faulty) -> None:
     before = await scrape(faulty.url)
-    await fail_next(faulty.db, "find")
-    try:
-        async with ApiClient(faulty.url, faulty.key) as api:
-            failed = await api.post("{ sessions(first: 1) { totalCount } }")
-            answered = await api.execute("{ sessions(first: 1) { totalCount } }")
-    finally:
-        await faulty.db.client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
+    async with fail_next(faulty.db, "find"), ApiClient(faulty.url, faulty.key) as api:
+        failed = await api.post("{ sessions(first: 1) { totalCount } }")
+        answered = await api.execute("{ sessions(first: 1) { totalCount } }")
     after = await scrape(faulty.url)
 
     assert failed.status_code != 200 or "errors" in failed.json()
@@ -375,11 +355,8 @@ async def test_a_failed_database_command_is_counted_by_command_name(faulty: Faul
 
 async def test_an_interrupted_change_stream_is_counted_as_a_restart(faulty: Faulty) -> None:
     before = await scrape(faulty.url)
-    await fail_next(faulty.db, "getMore")
-    try:
+    async with fail_next(faulty.db, "getMore"):
         after = await until_value(faulty.url, RESTARTS, value(before, RESTARTS) + 1)
-    finally:
-        await faulty.db.client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
 
     failures = value(after, DB_FAILURES, command="getMore")
     assert failures - value(before, DB_FAILURES, command="getMore") == 1
