@@ -44,8 +44,6 @@ from storage import (
     Database,
     IdempotencyKeyReused,
     MessageStore,
-    NewMessage,
-    NewSession,
     SessionClosed,
     SessionNotFound,
     SessionPosition,
@@ -55,6 +53,7 @@ from storage import (
     TimeRange,
 )
 from storage.events import EventHub
+from tests.new_records import new_session, text
 
 SCALING_DOC = Path(__file__).resolve().parents[1] / "docs" / "scaling.md"
 
@@ -311,25 +310,6 @@ def analyse(
 
 
 # Driving every storage operation ---------------------------------------------------------
-
-
-def new_session(**changes: Any) -> NewSession:
-    session: NewSession = {
-        "name": None,
-        "status": "active",
-        "expiration_seconds": 3600,
-        "assistant_id": None,
-        "assistant": None,
-        "customer": None,
-        "phone_number_id": None,
-        "phone_number": None,
-        "phone_number_secrets": None,
-    }
-    return {**session, **changes}  # type: ignore[typeddict-item]
-
-
-def text(content: str) -> NewMessage:
-    return {"role": "user", "fields": {"content": content}}
 
 
 async def exercise_sessions(db: Database, org_id: str) -> list[SessionRecord]:

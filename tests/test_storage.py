@@ -16,8 +16,6 @@ from storage import (
     Database,
     IdempotencyKeyReused,
     MessageStore,
-    NewMessage,
-    NewSession,
     SessionClosed,
     SessionNotFound,
     SessionPosition,
@@ -25,6 +23,7 @@ from storage import (
     SessionRecord,
     SessionStore,
 )
+from tests.new_records import new_session, text
 
 
 @pytest.fixture(params=["pymongo", "motor"])
@@ -46,25 +45,6 @@ def org_id() -> str:
 @pytest.fixture
 def other_org_id() -> str:
     return f"org-{uuid.uuid4().hex[:10]}"
-
-
-def new_session(**changes: Any) -> NewSession:
-    session: NewSession = {
-        "name": None,
-        "status": "active",
-        "expiration_seconds": 3600,
-        "assistant_id": None,
-        "assistant": None,
-        "customer": None,
-        "phone_number_id": None,
-        "phone_number": None,
-        "phone_number_secrets": None,
-    }
-    return {**session, **changes}  # type: ignore[typeddict-item]
-
-
-def text(content: str) -> NewMessage:
-    return {"role": "user", "fields": {"content": content}}
 
 
 async def stored_session(
