@@ -105,7 +105,6 @@ PHASES: list[tuple[str, str]] = [
     ("Schema.execute (", "GraphQL: Strawberry + graphql-core (parse, validate, execute)"),
     ("GraphQLHTTP.", "our HTTP view (body, context, JSON response)"),
     ("AccessLog.", "middleware: access log, metrics, proxy headers, Starlette"),
-    ("HttpMetrics.", "middleware: access log, metrics, proxy headers, Starlette"),
     (
         "RequestResponseCycle.run_asgi (",
         "middleware: access log, metrics, proxy headers, Starlette",
@@ -119,7 +118,6 @@ TRUNK_END = "Runner.run ("
 LANDMARKS = [
     "RequestResponseCycle.run_asgi",
     "AccessLog.__call__",
-    "HttpMetrics.__call__",
     "GraphQLHTTP.handle",
     "GraphQLHTTP._execute",
     "Schema.execute",

@@ -9,8 +9,12 @@ import logging
 import re
 import time
 import uuid
+from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from sessiongraph.metrics import Metrics
 
 log = logging.getLogger("sessiongraph.access")
 
@@ -19,10 +23,12 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 class AccessLog:
-    """ASGI middleware logging each HTTP request once it has been answered."""
+    """ASGI middleware logging each HTTP request once it has been answered, and counting
+    and timing it in `metrics` when given."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics | None = None) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -49,7 +55,10 @@ class AccessLog:
         try:
             await self.app(scope, receive, sending)
         finally:
-            duration_ms = round((time.perf_counter() - started) * 1000, 2)
+            seconds = time.perf_counter() - started
+            if self.metrics is not None:
+                self.metrics.http_answered(scope, status, seconds)
+            duration_ms = round(seconds * 1000, 2)
             client = scope.get("client")
             log.info(
                 "%s %s %s %.2f ms request %s",

@@ -27,7 +27,7 @@ from sessiongraph.dev_key import announce_development_key
 from sessiongraph.embedded import EmbeddedDatabase
 from sessiongraph.graphql_http import GraphQLHTTP
 from sessiongraph.graphql_ws import GraphQLWebSocket
-from sessiongraph.metrics import HttpMetrics, Metrics
+from sessiongraph.metrics import Metrics
 from sessiongraph.rate_limit import RateLimit
 from sessiongraph.services import Services
 from sessiongraph.settings import Settings, secret_keys
@@ -138,9 +138,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ready = report["database"] == "ok" and services.events.running
         return JSONResponse({"ready": ready, **report}, status_code=200 if ready else 503)
 
-    middleware = [Middleware(AccessLog)]
-    if metrics is not None:
-        middleware.append(Middleware(HttpMetrics, metrics=metrics))
+    middleware = [Middleware(AccessLog, metrics=metrics)]
     # CORS outside the rest, so that even a 429 carries its headers.
     if settings.cors_origins:
         middleware.append(

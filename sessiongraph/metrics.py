@@ -17,7 +17,7 @@ from pymongo import monitoring
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 OPERATION_NAME_LIMIT = 200
 """Distinct operation names kept as label values; later ones are counted as "other"."""
@@ -204,6 +204,15 @@ class Metrics:
         if committed is not None:
             self._fanout[label].observe(max(0.0, time.time() - committed))
 
+    # HTTP
+
+    def http_answered(self, scope: Scope, status: int, seconds: float) -> None:
+        """An HTTP request was answered with `status` after `seconds`."""
+        method = scope["method"] if scope["method"] in METHODS else OTHER
+        route = route_of(scope)
+        self.http_requests.labels(method, route, str(status)).inc()
+        self.http_duration.labels(method, route).observe(seconds)
+
     # Database
 
     def command_failed(self, command_name: str) -> None:
@@ -251,32 +260,3 @@ def route_of(scope: Scope) -> str:
                 break
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else UNMATCHED
-
-
-class HttpMetrics:
-    """ASGI middleware counting HTTP requests and timing them, by route template."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def sending(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        finally:
-            method = scope["method"] if scope["method"] in METHODS else OTHER
-            route = route_of(scope)
-            self.metrics.http_requests.labels(method, route, str(status)).inc()
-            self.metrics.http_duration.labels(method, route).observe(time.perf_counter() - started)
