@@ -11,13 +11,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import pytest
 from starlette.applications import Starlette
-from websockets.asyncio.client import connect as ws_connect
 
 from sessiongraph.app import create_app
 from sessiongraph.settings import Settings
@@ -27,13 +25,12 @@ from tests.api_client import ApiClient
 from tests.serving import bound_socket, serve
 from tests.ws_client import (
     PROTOCOLS,
-    TRANSPORT_WS,
     WAIT_SECONDS,
     Protocol,
     WsClient,
     connected,
+    small_window_client,
     wait_until,
-    ws_url,
 )
 
 SERVICE_RESTART = 1012
@@ -65,11 +62,6 @@ class Server:
         self.app = app
         self.url = url
         self._stop = stop
-
-    @property
-    def address(self) -> tuple[str, int]:
-        host, port = self.url.removeprefix("http://").split(":")
-        return host, int(port)
 
     @property
     def tracker(self) -> SubscriptionTracker:
@@ -226,25 +218,8 @@ async def stalled_subscriber(server: Server, key: str) -> AsyncIterator[WsClient
     it stops reading, so the server's buffers fill and its sends wait."""
     async with ApiClient(server.url, key) as api:
         session_id = (await api.data(CREATE_SESSION))["createSession"]["id"]
-        # A small receive window, so that the buffers fill soon.
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, server.address)
-        async with ws_connect(
-            ws_url(server.url),
-            sock=sock,
-            subprotocols=[TRANSPORT_WS],  # type: ignore[list-item]
-            compression=None,
-            proxy=None,
-            max_queue=1,
-            ping_interval=None,
-            close_timeout=1,
-        ) as connection:
-            client = WsClient(connection, TRANSPORT_WS)
-            assert (await client.init({"authorization": f"Bearer {key}"}))["type"] == (
-                "connection_ack"
-            )
+        async with small_window_client(server.url, key, close_timeout=1) as client:
+            connection = client.connection
             await client.subscribe("1", REPLAY_CONTENT, {"s": session_id, "a": 0})
             await wait_until(lambda: server.hub.feed_count == 1, "it is subscribed")
             connection.transport.pause_reading()

@@ -46,7 +46,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -55,7 +54,6 @@ from typing import Any
 import pytest
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
-from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 from sessiongraph.fanout import SharedStreams
@@ -74,8 +72,8 @@ from tests.ws_client import (
     connect,
     connected,
     serving,
+    small_window_client,
     wait_until,
-    ws_url,
 )
 
 CREATE_SESSION = """
@@ -111,7 +109,6 @@ MAX_BATCHES = 200
 client: socket buffers take a few MB first."""
 STALLED_BATCHES = 10
 HASTY_SUBSCRIPTIONS = 40
-SMALL_RECEIVE_BUFFER = 4096
 
 
 @dataclass
@@ -290,24 +287,7 @@ async def stalled_client(abused: Abused) -> AsyncIterator[WsClient]:
     """An acknowledged graphql-transport-ws connection that stops reading from its socket
     as soon as one message is waiting, with a small receive buffer, so the server's writes
     soon block."""
-    host, port = abused.url.removeprefix("http://").split(":")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_RECEIVE_BUFFER)
-    sock.connect((host, int(port)))
-    async with ws_connect(
-        ws_url(abused.url),
-        sock=sock,
-        subprotocols=[TRANSPORT_WS],  # type: ignore[list-item]
-        compression=None,
-        proxy=None,
-        max_queue=1,
-        ping_interval=None,
-        close_timeout=2,
-    ) as connection:
-        client = WsClient(connection, TRANSPORT_WS)
-        assert (await client.init({"authorization": f"Bearer {abused.key}"}))["type"] == (
-            "connection_ack"
-        )
+    async with small_window_client(abused.url, abused.key, close_timeout=2) as client:
         yield client
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -136,6 +137,38 @@ async def connect(
         max_queue=None,
     ) as connection:
         yield WsClient(connection, protocol)
+
+
+SMALL_RECEIVE_BUFFER = 4096
+"""The receive buffer of a client meant to stall: the server's writes to it soon block."""
+
+
+@asynccontextmanager
+async def small_window_client(
+    base_url: str, key: str, *, close_timeout: float
+) -> AsyncIterator[WsClient]:
+    """An acknowledged graphql-transport-ws connection with a small receive buffer, which
+    reads at most one message ahead (`max_queue=1`): once the test stops reading, or
+    pauses the transport, the server's sends to it soon wait."""
+    host, port = base_url.removeprefix("http://").split(":")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_RECEIVE_BUFFER)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+    async with ws_connect(
+        ws_url(base_url),
+        sock=sock,
+        subprotocols=[TRANSPORT_WS],  # type: ignore[list-item]
+        compression=None,
+        proxy=None,
+        max_queue=1,
+        ping_interval=None,
+        close_timeout=close_timeout,
+    ) as connection:
+        client = WsClient(connection, TRANSPORT_WS)
+        ack = await client.init({"authorization": f"Bearer {key}"})
+        assert ack["type"] == "connection_ack", ack
+        yield client
 
 
 @asynccontextmanager
