@@ -27,6 +27,7 @@ from starlette.responses import Response
 from starlette.types import Message as AsgiMessage
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
+from starlette.websockets import WebSocketDisconnected as SocketClosed
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http.exceptions import (
@@ -310,19 +311,24 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
             operation_name,
             variables,
         )
-        if subscription is None:
-            await super().handle_async_results(operation_id, query, operation_name, variables)
-            return
-        _subscription.set(subscription)
+        if subscription is not None:
+            _subscription.set(subscription)
         failure: BaseException | None = None
         try:
             await super().handle_async_results(operation_id, query, operation_name, variables)
+        except (WebSocketDisconnected, SocketClosed) as error:
+            # The socket closed (the client left, or the server closed it) before the last
+            # frame, often the final `complete`, went out. Strawberry forgets the finished
+            # task, so raising would only surface as "Task exception was never retrieved";
+            # the tracker logs the stop as a disconnect.
+            failure = error
         except BaseException as error:
             failure = error
             raise
         finally:
-            # Strawberry answers a cancellation with `complete` and returns: ask the task.
-            self.tracker.end(subscription, cancelled=_cancelling(), failure=failure)
+            if subscription is not None:
+                # Strawberry answers a cancellation with `complete` and returns: ask the task.
+                self.tracker.end(subscription, cancelled=_cancelling(), failure=failure)
 
     async def send_message(self, message: OperationMessage) -> None:
         await super().send_message(message)
