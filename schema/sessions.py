@@ -285,9 +285,15 @@ class SessionQueries:
 
 @strawberry.type
 class SessionMutations:
-    @strawberry.mutation(description="Create a session, with initial messages if given.")
-    async def create_session(self, info: Info, input: CreateSessionInput) -> Session:
-        record, _ = await resolvers.create_session(info.context, plain(input))
+    @strawberry.mutation(
+        description="Create a session, with initial messages if given. With an "
+        "idempotencyKey, a retry with the same input returns the session the first call "
+        "created instead of creating another."
+    )
+    async def create_session(
+        self, info: Info, input: CreateSessionInput, idempotency_key: str | None = None
+    ) -> Session:
+        record, _ = await resolvers.create_session(info.context, plain(input), idempotency_key)
         return Session.of(record)
 
     @strawberry.mutation(description="Change a session's name, status or expiration.")

@@ -332,6 +332,20 @@ async def exercise_sessions(db: Database, org_id: str) -> list[SessionRecord]:
     third, _ = await store.create(
         org_id, new_session(customer={"number": "+14155550999"}), [text("a"), text("b")]
     )
+    keyed, _ = await store.create(org_id, new_session(name="keyed"), [text("k")], "create-key")
+    replayed, initial = await store.create(
+        org_id, new_session(name="keyed"), [text("k")], "create-key"
+    )
+    assert replayed["id"] == keyed["id"]
+    assert [m["seq"] for m in initial] == [1]
+    with pytest.raises(IdempotencyKeyReused):
+        await store.create(org_id, new_session(name="other"), [], "create-key")
+    racing = await asyncio.gather(
+        *(store.create(org_id, new_session(), [], "create-race") for _ in range(2))
+    )
+    assert racing[0][0]["id"] == racing[1][0]["id"]
+    await store.delete(org_id, keyed["id"])
+    await store.delete(org_id, racing[0][0]["id"])
     sessions = [first, second, third]
     ids = tuple(s["id"] for s in sessions)
 
@@ -441,6 +455,9 @@ async def exercise_without_transactions(db: Database, org_id: str) -> None:
     sessions = SessionStore(plain)
     store = MessageStore(plain)
     session, _ = await sessions.create(org_id, new_session(), [text("one")])
+    keyed, _ = await sessions.create(org_id, new_session(), [text("one")], "k")
+    assert (await sessions.create(org_id, new_session(), [text("one")], "k"))[0] == keyed
+    await sessions.delete(org_id, keyed["id"])
     await store.append(org_id, session["id"], [text("two")], idempotency_key="k")
     await sessions.update(org_id, session["id"], {"status": "completed"})
     with pytest.raises(SessionClosed):
