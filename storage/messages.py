@@ -189,3 +189,19 @@ class MessageStore:
             if doc["org_id"] == org_id:
                 found.setdefault(doc["session_id"], []).append(message_from_document(doc))
         return found
+
+    async def get_many(self, org_id: str, message_ids: list[str]) -> dict[str, MessageRecord]:
+        """The messages among `message_ids` that belong to this organization, by id.
+
+        One command by `_id`, which every shard would have to answer on a sharded `messages`
+        collection (its key starts with `session_id`, which an id alone does not tell). The
+        organization is checked on each message, as in `in_ranges`.
+        """
+        cursor = self._db.messages.find({"_id": {"$in": message_ids}}).batch_size(
+            len(message_ids) + 1
+        )
+        return {
+            doc["_id"]: message_from_document(doc)
+            for doc in await to_list(cursor)
+            if doc["org_id"] == org_id
+        }
