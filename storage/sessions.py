@@ -61,9 +61,13 @@ class SessionStore:
         session's transaction, so concurrent retries create one session between them.
         """
         digest = ""
+        secrets = new["phone_number_secrets"]
         if idempotency_key is not None:
-            digest = request_digest({"session": new, "messages": messages})
-            replay = await self._replay(org_id, idempotency_key, digest)
+            # Secrets stay out of the digest, which is stored as it is: a retry's secrets are
+            # compared with the session's own, sealed like any other.
+            public = {**new, "phone_number_secrets": None}
+            digest = request_digest({"session": public, "messages": messages})
+            replay = await self._replay(org_id, idempotency_key, digest, secrets)
             if replay is not None:
                 return replay
         now = utc_now()
@@ -111,7 +115,7 @@ class SessionStore:
             if idempotency_key is None:
                 raise
             # A concurrent request with the same key stored its session first.
-            replay = await self._replay(org_id, idempotency_key, digest)
+            replay = await self._replay(org_id, idempotency_key, digest, secrets)
             if replay is None:
                 raise
             return replay
@@ -119,19 +123,25 @@ class SessionStore:
         return session_from_document(doc, now), [message_from_document(m) for m in message_docs]
 
     async def _replay(
-        self, org_id: str, key: str, digest: str
+        self, org_id: str, key: str, digest: str, secrets: dict[str, Any] | None
     ) -> tuple[SessionRecord, list[MessageRecord]] | None:
         """The session created earlier with `key` and its initial messages, or None."""
         earlier = await self._db.idempotency.find_one({"_id": create_record_id(org_id, key)})
         if earlier is None:
             return None
+        reused = IdempotencyKeyReused(key, "a createSession with a different input")
         if earlier["digest"] != digest:
-            raise IdempotencyKeyReused(key, "a createSession with a different input")
+            raise reused
         session_id = earlier["session_id"]
-        doc = await self._db.sessions.find_one({"_id": session_id, "org_id": org_id}, PUBLIC_FIELDS)
+        doc = await self._db.sessions.find_one({"_id": session_id, "org_id": org_id})
         if doc is None:
             # Deleting a session removes its key, so the first request is still writing.
             raise IdempotencyKeyPending(key)
+        stored = doc.pop("phone_number_secrets", None)
+        if stored and self._secrets is not None:
+            stored = self._secrets.open(stored)
+        if (stored or None) != (secrets or None):
+            raise reused
         initial: list[dict[str, Any]] = []
         if earlier["count"]:
             cursor = self._db.messages.find(

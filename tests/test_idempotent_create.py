@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from resolvers.errors import from_storage
 from storage import Database, IdempotencyKeyPending, SessionStore
 from tests.api_client import ApiClient
 from tests.new_records import new_session, text
@@ -193,3 +194,49 @@ async def test_concurrent_keyed_creates_without_transactions_store_one_session(
     assert len({s["id"] for s in sessions}) == 1
     stored = await plain.sessions.count_documents({"org_id": org_id, "name": "standalone"})
     assert stored == 1
+
+
+def phone(token: str) -> dict[str, Any]:
+    return {
+        "twilioPhoneNumber": "+14155550100",
+        "twilioAccountSid": "AC123",
+        "twilioAuthToken": token,
+    }
+
+
+async def test_a_retry_must_repeat_the_write_only_secrets_too(api: ApiClient) -> None:
+    first = await created(api, "with-secrets", phoneNumber=phone("token-one"))
+
+    same = await created(api, "with-secrets", phoneNumber=phone("token-one"))
+    other = await create(api, "with-secrets", phoneNumber=phone("token-two"))
+    without = await create(api, "with-secrets")
+
+    assert same["id"] == first["id"]
+    for body in (other, without):
+        [error] = body["errors"]
+        assert error["extensions"]["code"] == "CONFLICT"
+        assert "token-" not in error["message"]
+    assert await stored_ids(api, "retried") == [first["id"]]
+
+
+async def test_the_idempotency_record_holds_no_secret(
+    api: ApiClient, database: Database, org: tuple[str, str]
+) -> None:
+    await created(api, "secret-free", phoneNumber=phone("token-kept-out"))
+    one = await created(api, "secret-free-2", phoneNumber=phone("token-kept-out"))
+    other = await created(api, "secret-free-3", phoneNumber=phone("another-token"))
+
+    records = await database.idempotency.find({"org_id": org[0]}).to_list(None)
+
+    assert len(records) == 3
+    assert "token-kept-out" not in repr(records)
+    # The digest leaves the secrets out: equal for inputs that differ only in them.
+    digests = {r["session_id"]: r["digest"] for r in records}
+    assert digests[one["id"]] == digests[other["id"]]
+
+
+def test_a_key_whose_first_request_is_still_writing_is_answered_retry_shortly() -> None:
+    error = from_storage(IdempotencyKeyPending("k"))
+
+    assert error.extensions == {"code": "SERVICE_UNAVAILABLE", "idempotencyKey": "k"}
+    assert "retry shortly" in error.message
