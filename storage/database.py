@@ -1,9 +1,9 @@
 """The MongoDB connection: client, collections, indexes and transactions.
 
 Both PyMongo's `AsyncMongoClient` (the default) and Motor (installed with the `motor` extra)
-are supported. Their APIs agree
-on everything this package uses except `aggregate`, `watch` and `start_session`, which are
-coroutines in PyMongo and plain calls in Motor; the small functions below hide that.
+are supported. Their APIs agree on everything this package uses except `aggregate`, `watch`
+and `start_session`, which are coroutines in PyMongo and plain calls in Motor; the small
+functions below hide that.
 """
 
 from __future__ import annotations
