@@ -94,6 +94,8 @@ def from_storage(error: storage.StorageError) -> ApiError:
         return Conflict(str(error), id=error.session_id, reason=error.reason)
     if isinstance(error, storage.IdempotencyKeyReused):
         return Conflict(str(error), idempotencyKey=error.key)
+    if isinstance(error, storage.IdempotencyKeyPending):
+        return ServiceUnavailable(str(error), idempotencyKey=error.key)
     return ApiError(str(error))
 
 

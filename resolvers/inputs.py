@@ -351,6 +351,10 @@ class AssistantInput(Input):
 # Sessions ---------------------------------------------------------------------------------
 
 
+IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+"""A client's name for one write, which makes its retries safe (createSession, addMessages)."""
+
+
 class CreateSessionInput(Input):
     name: Name | None = None
     status: Literal["active", "completed"] = "active"
@@ -363,6 +367,11 @@ class CreateSessionInput(Input):
     messages: Messages = []
 
 
+class CreateSessionRequest(Input):
+    input: CreateSessionInput
+    idempotency_key: IdempotencyKey | None = None
+
+
 class UpdateSessionInput(Input):
     name: Name | None = None
     status: Literal["active", "completed"] = "active"
@@ -371,4 +380,4 @@ class UpdateSessionInput(Input):
 
 class AddMessagesInput(Input):
     messages: Annotated[list[MessageInput], Field(min_length=1, max_length=100)]
-    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    idempotency_key: IdempotencyKey | None = None

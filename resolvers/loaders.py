@@ -1,13 +1,38 @@
-"""Per-request DataLoaders: N sessions, or N sessions' messages, in one database command."""
+"""Per-request DataLoaders: N sessions, N messages, or N sessions' messages, in one command."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from strawberry.dataloader import DataLoader
 
 from storage import MessageRecord, MessageStore, SessionRecord, SessionStore
 from storage.messages import SeqRange
+
+
+@dataclass(frozen=True, slots=True)
+class SessionNode:
+    """What `node(id:)` found: a session."""
+
+    record: SessionRecord
+
+
+@dataclass(frozen=True, slots=True)
+class MessageNode:
+    """What `node(id:)` found: a message."""
+
+    record: MessageRecord
+
+
+def is_record_id(value: str) -> bool:
+    """Whether `value` could name a stored session or message: both get UUIDv4 ids in
+    canonical form (`SessionStore.create`, `message_documents`)."""
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
 
 
 class Loaders:
@@ -21,6 +46,7 @@ class Loaders:
         self.messages_by_seq_range = DataLoader[SeqRange, list[MessageRecord]](
             self._load_messages_by_seq_range
         )
+        self.node_by_id = DataLoader[str, SessionNode | MessageNode | None](self._load_nodes_by_id)
 
     async def _load_sessions_by_id(self, keys: Sequence[str]) -> list[SessionRecord | None]:
         found = await self._sessions.get_many(self._org_id, list(keys))
@@ -34,3 +60,20 @@ class Loaders:
             [m for m in found.get(session_id, []) if lo <= m["seq"] <= hi]
             for session_id, lo, hi in keys
         ]
+
+    async def _load_nodes_by_id(
+        self, keys: Sequence[str]
+    ) -> list[SessionNode | MessageNode | None]:
+        """Sessions and messages share one id space (random UUIDs) without saying which is
+        which: the ids are looked up among sessions first, and those not found there among
+        messages, so N session ids cost one command and N message ids two."""
+        wanted = [key for key in dict.fromkeys(keys) if is_record_id(key)]
+        found: dict[str, SessionNode | MessageNode] = {}
+        if wanted:
+            sessions = await self._sessions.get_many(self._org_id, wanted)
+            found.update((key, SessionNode(record)) for key, record in sessions.items())
+        rest = [key for key in wanted if key not in found]
+        if rest:
+            messages = await self._messages.get_many(self._org_id, rest)
+            found.update((key, MessageNode(record)) for key, record in messages.items())
+        return [found.get(key) for key in keys]

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from resolvers.context import Context
 from resolvers.errors import BadUserInput, NotFound, bad_input
-from resolvers.inputs import CreateSessionInput, UpdateSessionInput
+from resolvers.inputs import CreateSessionRequest, UpdateSessionInput
 from resolvers.messages import new_messages
 from resolvers.pagination import PageArgs, session_position
 from storage import (
@@ -96,13 +96,17 @@ async def count_sessions(ctx: Context, query: SessionQuery) -> int:
 
 
 async def create_session(
-    ctx: Context, data: dict[str, Any]
+    ctx: Context, data: dict[str, Any], idempotency_key: str | None = None
 ) -> tuple[SessionRecord, list[MessageRecord]]:
-    """Validate and store a new session with its initial messages."""
+    """Validate and store a new session with its initial messages; with an idempotency key,
+    a retry of the same input returns the session the first call created."""
     try:
-        valid = CreateSessionInput.model_validate(data)
+        request = CreateSessionRequest.model_validate(
+            {"input": data, "idempotencyKey": idempotency_key}
+        )
     except ValidationError as error:
-        raise bad_input(error, "input") from None
+        raise bad_input(error) from None
+    valid = request.input
     phone_public, phone_secrets = (
         valid.phone_number.public_and_secrets() if valid.phone_number else (None, None)
     )
@@ -117,7 +121,9 @@ async def create_session(
         "phone_number": phone_public,
         "phone_number_secrets": phone_secrets,
     }
-    return await ctx.sessions.create(ctx.org_id, new, new_messages(valid.messages))
+    return await ctx.sessions.create(
+        ctx.org_id, new, new_messages(valid.messages), request.idempotency_key
+    )
 
 
 async def update_session(ctx: Context, session_id: str, data: dict[str, Any]) -> SessionRecord:

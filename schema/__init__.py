@@ -18,6 +18,7 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from resolvers.nodes import NODES_MAX
 from schema.cost import QueryCostLimiter
 from schema.errors import ErrorPresenter, SafeParserCache
 from schema.messages import (
@@ -28,12 +29,15 @@ from schema.messages import (
     UserMessage,
 )
 from schema.observe import OperationObserver, OperationObserving
+from schema.relay import NodeQueries
 from schema.scalars import SCALAR_MAP
 from schema.sessions import SessionMutations, SessionQueries
 from schema.subscriptions import Subscription
 
 PAGE_SIZES = {("Query", "sessions"): 20, ("Session", "messages"): 50}
 """Default page sizes, which the cost estimate assumes when first/last are not given."""
+LIST_ARGUMENTS = {("Query", "nodes"): ("ids", NODES_MAX)}
+"""Fields fetching one object per value of a list argument, and the most values it takes."""
 
 
 class SessionGraphSchema(strawberry.Schema):
@@ -47,7 +51,7 @@ class SessionGraphSchema(strawberry.Schema):
 
 
 @strawberry.type(description="Read sessions and their transcripts.")
-class Query(SessionQueries):
+class Query(SessionQueries, NodeQueries):
     pass
 
 
@@ -79,7 +83,12 @@ def create_schema(
         lambda: ValidationCache(maxsize=512),
         lambda: AddValidationRules(limit_rules),
         lambda: MaxTokensLimiter(max_token_count=4000),
-        lambda: QueryCostLimiter(max_query_cost, default_page_size=20, field_page_sizes=PAGE_SIZES),
+        lambda: QueryCostLimiter(
+            max_query_cost,
+            default_page_size=20,
+            field_page_sizes=PAGE_SIZES,
+            list_arguments=LIST_ARGUMENTS,
+        ),
         ErrorPresenter,
     ]
     if not introspection:

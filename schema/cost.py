@@ -8,6 +8,10 @@ Cost model:
   selection by its page size: the larger of ``first``/``last`` from the query (literal, variable or
   variable default), else ``field_page_sizes[(parent_type, field)]``, else ``default_page_size``,
   where ``parent_type`` is the type the field is selected on (a fragment's type condition);
+* a field listed in ``list_arguments`` as ``(parent_type, field) -> (argument, cap)`` (a list of
+  objects fetched by a list argument, such as ``nodes(ids:)``) multiplies the cost of its
+  selection by the number of values that argument holds (a single value counts 1), or by ``cap``
+  when that is not known before execution;
 * fragments are expanded in place and, on abstract types, every type condition is added up, as
   are fields selected more than once, so the cost is an upper bound; fields skipped by
   ``@skip``/``@include`` cost nothing;
@@ -59,6 +63,7 @@ def operation_cost(
     variables: Mapping[str, Any] | None,
     default_page_size: int,
     field_page_sizes: Mapping[tuple[str, str], int] | None = None,
+    list_arguments: Mapping[tuple[str, str], tuple[str, int]] | None = None,
 ) -> int:
     """Estimate the cost of the selected operation of ``document`` (see the module docstring).
 
@@ -84,6 +89,7 @@ def operation_cost(
         {**defaults, **(variables or {})},
         default_page_size,
         field_page_sizes or {},
+        list_arguments or {},
     )
     return walker.selection_cost(operation.selection_set, root_type)
 
@@ -96,6 +102,7 @@ class _CostWalker:
         variables: dict[str, Any],
         default_page_size: int,
         field_page_sizes: Mapping[tuple[str, str], int],
+        list_arguments: Mapping[tuple[str, str], tuple[str, int]],
     ) -> None:
         self.schema = schema
         self.fragments = {
@@ -104,6 +111,7 @@ class _CostWalker:
         self.variables = variables
         self.default_page_size = default_page_size
         self.field_page_sizes = field_page_sizes
+        self.list_arguments = list_arguments
         # Memoised per fragment so that fragments spreading others many times stay linear.
         self.fragment_costs: dict[str, int] = {}
         self.expanding: set[str] = set()
@@ -144,6 +152,9 @@ class _CostWalker:
         if field is None or not is_composite_type(get_named_type(field.type)):
             return 0
         children = self.selection_cost(node.selection_set, get_named_type(field.type))
+        listed = self.list_arguments.get((parent.name, node.name.value))
+        if listed is not None:
+            return 1 + self._list_size(node, *listed) * children
         if not any(name in field.args for name in _PAGE_ARGUMENTS):
             return 1 + children
         return 1 + self._page_size(node, parent.name) * children
@@ -164,6 +175,14 @@ class _CostWalker:
             if argument.name.value in _PAGE_ARGUMENTS
         ]
         return max(sizes, default=fallback)
+
+    def _list_size(self, node: FieldNode, argument_name: str, cap: int) -> int:
+        argument = next((a for a in node.arguments or () if a.name.value == argument_name), None)
+        value = value_from_ast_untyped(argument.value, self.variables) if argument else None
+        if isinstance(value, list):
+            return len(value)
+        # One ID stands for a list of one; anything else is not known before execution.
+        return 1 if isinstance(value, str | int) and not isinstance(value, bool) else cap
 
     def _page_argument(self, value_node: ValueNode, fallback: int) -> int:
         value = value_from_ast_untyped(value_node, self.variables)
@@ -194,11 +213,13 @@ class QueryCostLimiter(SchemaExtension):
         max_cost: int,
         default_page_size: int = 20,
         field_page_sizes: Mapping[tuple[str, str], int] | None = None,
+        list_arguments: Mapping[tuple[str, str], tuple[str, int]] | None = None,
     ) -> None:
         super().__init__()
         self.max_cost = max_cost
         self.default_page_size = default_page_size
         self.field_page_sizes = field_page_sizes
+        self.list_arguments = list_arguments
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
@@ -217,6 +238,7 @@ class QueryCostLimiter(SchemaExtension):
                 variables=context.variables,
                 default_page_size=self.default_page_size,
                 field_page_sizes=self.field_page_sizes,
+                list_arguments=self.list_arguments,
             )
             if cost > self.max_cost:
                 context.pre_execution_errors = [

@@ -9,6 +9,7 @@ from typing import Any
 import strawberry
 
 from resolvers.pagination import message_cursor
+from schema.node import Node
 from schema.pagination import PageInfo
 from schema.scalars import JSON
 from storage import MessageRecord, Page
@@ -24,8 +25,8 @@ class MessageRole(Enum):
 
 
 @strawberry.interface(description="One message of a session's transcript.")
-class Message:
-    id: strawberry.ID = strawberry.field(description="The message's unique id.")
+class Message(Node):
+    id: strawberry.ID = strawberry.field(description="The message's unique id (a UUID).")
     session_id: strawberry.ID = strawberry.field(description="The session it belongs to.")
     seq: int = strawberry.field(
         description="Its place in the transcript: 1, 2, 3... with no gaps, in append order."

@@ -15,6 +15,7 @@ from schema.assistant import Assistant, AssistantInput
 from schema.customer import Customer, CustomerInput
 from schema.input_values import plain
 from schema.messages import Message, MessageConnection, MessageInput, message_from_record
+from schema.node import Node
 from schema.pagination import PageInfo
 from schema.phone_number import PhoneNumber, PhoneNumberInput
 from storage import Page, SessionQuery, SessionRecord
@@ -28,7 +29,7 @@ class SessionStatus(Enum):
 
 
 @strawberry.type(description="A conversation session of the caller's organization.")
-class Session:
+class Session(Node):
     id: strawberry.ID = strawberry.field(description="The session's unique id (a UUID).")
     org_id: strawberry.ID = strawberry.field(description="The organization that owns it.")
     created_at: datetime = strawberry.field(description="When it was created.")
@@ -285,9 +286,15 @@ class SessionQueries:
 
 @strawberry.type
 class SessionMutations:
-    @strawberry.mutation(description="Create a session, with initial messages if given.")
-    async def create_session(self, info: Info, input: CreateSessionInput) -> Session:
-        record, _ = await resolvers.create_session(info.context, plain(input))
+    @strawberry.mutation(
+        description="Create a session, with initial messages if given. With an "
+        "idempotencyKey, a retry with the same input returns the session the first call "
+        "created instead of creating another."
+    )
+    async def create_session(
+        self, info: Info, input: CreateSessionInput, idempotency_key: str | None = None
+    ) -> Session:
+        record, _ = await resolvers.create_session(info.context, plain(input), idempotency_key)
         return Session.of(record)
 
     @strawberry.mutation(description="Change a session's name, status or expiration.")

@@ -305,8 +305,8 @@ class GraphQLHTTP:
                 503,
                 UNAVAILABLE,
                 f"The request did not finish within {self.timeout_seconds:g} s; try again "
-                "shortly. A mutation may or may not have been applied: addMessages retried "
-                "with the same idempotencyKey is safe.",
+                "shortly. A mutation may or may not have been applied: createSession and "
+                "addMessages retried with the same idempotencyKey are safe.",
                 RETRY_AFTER,
             ) from None
         status = 400 if media_type == GRAPHQL_RESPONSE and _is_request_error(result) else 200

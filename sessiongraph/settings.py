@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from storage.database import Driver, check_driver
 from storage.secret_box import SecretBox
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +26,7 @@ class Settings(BaseSettings):
         description="MongoDB connection string; unset starts the embedded SecantusDB.",
     )
     db_name: str = Field(default="sessiongraph", pattern=r"^[A-Za-z0-9_-]{1,63}$")
-    driver: Literal["pymongo", "motor"] = "pymongo"
+    driver: Driver = "pymongo"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -136,6 +137,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"MONGODB_URI must start with mongodb:// or mongodb+srv://, got {value!r}"
             )
+        return value
+
+    @field_validator("driver")
+    @classmethod
+    def _check_driver(cls, value: Driver) -> Driver:
+        try:
+            check_driver(value)
+        except ImportError as error:
+            raise ValueError(str(error)) from None
         return value
 
     @field_validator("secret_key")

@@ -4,6 +4,7 @@ from storage.api_keys import ApiKeyRecord, ApiKeyStore
 from storage.database import Database, is_database_unavailable
 from storage.errors import (
     ApiKeyNotFound,
+    IdempotencyKeyPending,
     IdempotencyKeyReused,
     SessionClosed,
     SessionNotFound,
@@ -28,6 +29,7 @@ __all__ = [
     "ApiKeyRecord",
     "ApiKeyStore",
     "Database",
+    "IdempotencyKeyPending",
     "IdempotencyKeyReused",
     "MessageRecord",
     "MessageStore",

@@ -1,8 +1,9 @@
 """The MongoDB connection: client, collections, indexes and transactions.
 
-Both PyMongo's `AsyncMongoClient` (the default) and Motor are supported. Their APIs agree
-on everything this package uses except `aggregate`, `watch` and `start_session`, which are
-coroutines in PyMongo and plain calls in Motor; the small functions below hide that.
+Both PyMongo's `AsyncMongoClient` (the default) and Motor (installed with the `motor` extra)
+are supported. Their APIs agree on everything this package uses except `aggregate`, `watch`
+and `start_session`, which are coroutines in PyMongo and plain calls in Motor; the small
+functions below hide that.
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ Driver = Literal["pymongo", "motor"]
 
 # Acknowledged means kept: an acknowledged write is journaled on a majority.
 DURABLE = WriteConcern(w="majority", j=True)
+
+MOTOR_MISSING = (
+    "SESSIONGRAPH_DRIVER=motor needs Motor, which is not installed: install "
+    "'sessiongraph[motor]' (pip install 'sessiongraph[motor]'), or use the default driver, "
+    "pymongo. Motor reached end of life on 2026-05-14."
+)
 
 DEFAULT_TIMEOUT_MS = 5000
 # The driver's labels for "this may well succeed if tried again" (the transactions spec).
@@ -77,6 +84,15 @@ def is_database_unavailable(error: BaseException) -> bool:
         error.has_error_label(TRANSIENT_TRANSACTION_ERROR)
         or error.has_error_label(UNKNOWN_COMMIT_RESULT)
     )
+
+
+def check_driver(driver: Driver) -> None:
+    """Raise `ImportError` naming the extra to install when `driver` is not installed."""
+    if driver == "motor":
+        try:
+            import motor.motor_asyncio  # noqa: F401
+        except ImportError:
+            raise ImportError(MOTOR_MISSING) from None
 
 
 async def to_list(cursor_or_awaitable: Any) -> list[dict[str, Any]]:
@@ -140,6 +156,7 @@ class Database:
             options["event_listeners"] = list(event_listeners)
         client: Any
         if driver == "motor":
+            check_driver(driver)
             from motor.motor_asyncio import AsyncIOMotorClient
 
             client = AsyncIOMotorClient(uri, **options)

@@ -25,12 +25,24 @@ class SessionClosed(StorageError):
 
 
 class IdempotencyKeyReused(StorageError):
-    """An idempotency key came back with a different batch of messages."""
+    """An idempotency key came back with a different request: another batch of messages for
+    one session, or another input for `createSession`."""
+
+    def __init__(
+        self, key: str, used_for: str = "a different batch of messages on this session"
+    ) -> None:
+        super().__init__(f"idempotencyKey {key!r} was already used for {used_for}.")
+        self.key = key
+
+
+class IdempotencyKeyPending(StorageError):
+    """The request that first used an idempotency key has not finished storing its result
+    (seen only on a database without transactions, whose writes land one at a time)."""
 
     def __init__(self, key: str) -> None:
         super().__init__(
-            f"idempotencyKey {key!r} was already used for a different batch of messages "
-            "on this session."
+            f"idempotencyKey {key!r} belongs to a request that is still being stored; "
+            "retry shortly with the same key."
         )
         self.key = key
 

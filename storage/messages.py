@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import weakref
 from datetime import datetime
 from typing import Any
 
-import orjson
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
@@ -21,14 +19,11 @@ from storage.documents import (
     session_from_document,
 )
 from storage.errors import IdempotencyKeyReused, SessionClosed, SessionNotFound
+from storage.idempotency import append_record_id, request_digest
 from storage.records import MessageAdded, MessageRecord, NewMessage, Publisher, SessionChanged
 
 SeqRange = tuple[str, int, int]
 """A session id and an inclusive range of sequence numbers."""
-
-
-def _digest(messages: list[NewMessage]) -> str:
-    return hashlib.sha256(orjson.dumps(messages, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 class MessageStore:
@@ -58,7 +53,7 @@ class MessageStore:
         sequence numbers no concurrent append can share. With an idempotency key, a retry of
         the same batch returns the messages stored the first time instead of appending again.
         """
-        digest = _digest(messages) if idempotency_key is not None else ""
+        digest = request_digest(messages) if idempotency_key is not None else ""
         if idempotency_key is not None:
             replay = await self._replay(org_id, session_id, idempotency_key, digest)
             if replay is not None:
@@ -74,7 +69,7 @@ class MessageStore:
             if idempotency_key is not None:
                 await self._db.idempotency.insert_one(
                     {
-                        "_id": f"{org_id}:{session_id}:{idempotency_key}",
+                        "_id": append_record_id(org_id, session_id, idempotency_key),
                         "org_id": org_id,
                         "session_id": session_id,
                         "first_seq": first_seq,
@@ -139,7 +134,9 @@ class MessageStore:
     async def _replay(
         self, org_id: str, session_id: str, key: str, digest: str
     ) -> list[MessageRecord] | None:
-        earlier = await self._db.idempotency.find_one({"_id": f"{org_id}:{session_id}:{key}"})
+        earlier = await self._db.idempotency.find_one(
+            {"_id": append_record_id(org_id, session_id, key)}
+        )
         if earlier is None:
             return None
         if earlier["digest"] != digest:
@@ -192,3 +189,19 @@ class MessageStore:
             if doc["org_id"] == org_id:
                 found.setdefault(doc["session_id"], []).append(message_from_document(doc))
         return found
+
+    async def get_many(self, org_id: str, message_ids: list[str]) -> dict[str, MessageRecord]:
+        """The messages among `message_ids` that belong to this organization, by id.
+
+        One command by `_id`, which every shard would have to answer on a sharded `messages`
+        collection (its key starts with `session_id`, which an id alone does not tell). The
+        organization is checked on each message, as in `in_ranges`.
+        """
+        cursor = self._db.messages.find({"_id": {"$in": message_ids}}).batch_size(
+            len(message_ids) + 1
+        )
+        return {
+            doc["_id"]: message_from_document(doc)
+            for doc in await to_list(cursor)
+            if doc["org_id"] == org_id
+        }

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 from storage.clock import utc_now
 from storage.database import Database, to_list
@@ -16,7 +17,8 @@ from storage.documents import (
     message_from_document,
     session_from_document,
 )
-from storage.errors import SessionNotFound
+from storage.errors import IdempotencyKeyPending, IdempotencyKeyReused, SessionNotFound
+from storage.idempotency import create_record_id, request_digest
 from storage.records import (
     MessageRecord,
     NewMessage,
@@ -45,9 +47,29 @@ class SessionStore:
         self._secrets = secrets
 
     async def create(
-        self, org_id: str, new: NewSession, messages: list[NewMessage]
+        self,
+        org_id: str,
+        new: NewSession,
+        messages: list[NewMessage],
+        idempotency_key: str | None = None,
     ) -> tuple[SessionRecord, list[MessageRecord]]:
-        """Store a new session with its initial messages (seq 1..n), all or nothing."""
+        """Store a new session with its initial messages (seq 1..n), all or nothing.
+
+        With an idempotency key, a retry with the same input returns the session stored the
+        first time, with its initial messages, instead of creating another; the key with a
+        different input raises `IdempotencyKeyReused`. The key's record is written in the
+        session's transaction, so concurrent retries create one session between them.
+        """
+        digest = ""
+        secrets = new["phone_number_secrets"]
+        if idempotency_key is not None:
+            # Secrets stay out of the digest, which is stored as it is: a retry's secrets are
+            # compared with the session's own, sealed like any other.
+            public = {**new, "phone_number_secrets": None}
+            digest = request_digest({"session": public, "messages": messages})
+            replay = await self._replay(org_id, idempotency_key, digest, secrets)
+            if replay is not None:
+                return replay
         now = utc_now()
         session_id = str(uuid.uuid4())
         doc: dict[str, Any] = {
@@ -62,15 +84,71 @@ class SessionStore:
         if self._secrets is not None and doc.get("phone_number_secrets"):
             doc["phone_number_secrets"] = self._secrets.seal(doc["phone_number_secrets"])
         message_docs = message_documents(org_id, session_id, 1, messages, now)
+        key_doc: dict[str, Any] | None = None
+        if idempotency_key is not None:
+            key_doc = {
+                "_id": create_record_id(org_id, idempotency_key),
+                "org_id": org_id,
+                "session_id": session_id,
+                "count": len(messages),
+                "digest": digest,
+                "created_at": now,
+            }
 
         async def write(session: Any) -> None:
-            await self._db.sessions.insert_one(doc, session=session)
-            if message_docs:
-                await self._db.messages.insert_many(message_docs, session=session)
+            if key_doc is not None:
+                # First: a concurrent request with the same key stops here.
+                await self._db.idempotency.insert_one(key_doc, session=session)
+            try:
+                await self._db.sessions.insert_one(doc, session=session)
+                if message_docs:
+                    await self._db.messages.insert_many(message_docs, session=session)
+            except BaseException:
+                if key_doc is not None and session is None:
+                    # Without a transaction nothing else frees the key for a retry.
+                    await self._db.idempotency.delete_one({"_id": key_doc["_id"]})
+                raise
 
-        await self._db.in_transaction(write)
+        try:
+            await self._db.in_transaction(write)
+        except DuplicateKeyError:
+            if idempotency_key is None:
+                raise
+            # A concurrent request with the same key stored its session first.
+            replay = await self._replay(org_id, idempotency_key, digest, secrets)
+            if replay is None:
+                raise
+            return replay
         doc.pop("phone_number_secrets", None)
         return session_from_document(doc, now), [message_from_document(m) for m in message_docs]
+
+    async def _replay(
+        self, org_id: str, key: str, digest: str, secrets: dict[str, Any] | None
+    ) -> tuple[SessionRecord, list[MessageRecord]] | None:
+        """The session created earlier with `key` and its initial messages, or None."""
+        earlier = await self._db.idempotency.find_one({"_id": create_record_id(org_id, key)})
+        if earlier is None:
+            return None
+        reused = IdempotencyKeyReused(key, "a createSession with a different input")
+        if earlier["digest"] != digest:
+            raise reused
+        session_id = earlier["session_id"]
+        doc = await self._db.sessions.find_one({"_id": session_id, "org_id": org_id})
+        if doc is None:
+            # Deleting a session removes its key, so the first request is still writing.
+            raise IdempotencyKeyPending(key)
+        stored = doc.pop("phone_number_secrets", None)
+        if stored and self._secrets is not None:
+            stored = self._secrets.open(stored)
+        if (stored or None) != (secrets or None):
+            raise reused
+        initial: list[dict[str, Any]] = []
+        if earlier["count"]:
+            cursor = self._db.messages.find(
+                {"session_id": session_id, "seq": {"$gte": 1, "$lte": earlier["count"]}}
+            ).sort([("session_id", ASCENDING), ("seq", ASCENDING)])
+            initial = [m for m in await to_list(cursor) if m["org_id"] == org_id]
+        return session_from_document(doc), [message_from_document(m) for m in initial]
 
     async def get(self, org_id: str, session_id: str) -> SessionRecord | None:
         """The session, or None when it does not exist in this organization."""

@@ -218,3 +218,30 @@ async def test_seed_demo_creates_an_org_with_sessions_and_a_working_key(
         data = await api.data(SEEDED)
     assert data["sessions"]["totalCount"] == 3
     assert sorted(n["messageCount"] for n in data["sessions"]["nodes"]) == [1, 2, 2]
+
+
+# Motor is installed here (the dev extra tests both drivers); this interpreter is told it is
+# absent, as it is where sessiongraph was installed without the `motor` extra.
+WITHOUT_MOTOR = (
+    "import sys; sys.modules['motor'] = None; "
+    "from sessiongraph.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+async def test_the_motor_driver_without_motor_installed_stops_start_up_naming_the_extra(
+    cli_env: dict[str, str],
+) -> None:
+    run = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", WITHOUT_MOTOR, "serve"],
+        env={**cli_env, "SESSIONGRAPH_DRIVER": "motor"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert run.returncode == 2, run.stderr
+    assert "Invalid configuration" in run.stderr
+    assert "driver" in run.stderr
+    assert "sessiongraph[motor]" in run.stderr
+    assert "Traceback" not in run.stderr

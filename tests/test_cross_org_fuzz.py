@@ -4,7 +4,8 @@ websockets, it learns nothing about B and changes nothing of B's.
 Organization B creates sessions full of secrets (names, transcripts, customer details, a
 Twilio number with its credentials, server headers), each value carrying a marker. Then
 Hypothesis draws operations for A's key: `session`, `sessions` filtered by `idAny` (B's ids,
-A's own, missing ones, mixed), `updateSession`, `deleteSession`, `addMessages` with and
+A's own, missing ones, mixed), `node` and `nodes` (B's session and message ids, A's own,
+missing ones, mixed), `updateSession`, `deleteSession`, `addMessages` with and
 without an idempotency key, and the subscriptions `messageAdded` (live, or replaying with
 `afterSeq`) and `sessionUpdated` on both websocket protocols. Each drawn operation runs twice:
 once with B's ids, once with fresh random ids in their place. The two answers must be the
@@ -85,6 +86,21 @@ subscription SessionUpdated($id: ID!) { sessionUpdated(id: $id) { ...SessionFiel
 """
     + SESSION_FIELDS
 )
+NODE_FIELDS = """
+  __typename id
+  ... on Session { ...SessionFields }
+  ... on Message { ...MessageFields }
+"""
+NODE = (
+    "query Node($id: ID!) { node(id: $id) {" + NODE_FIELDS + "} }" + SESSION_FIELDS + MESSAGE_FIELDS
+)
+NODES = (
+    "query Nodes($ids: [ID!]!) { nodes(ids: $ids) {"
+    + NODE_FIELDS
+    + "} }"
+    + SESSION_FIELDS
+    + MESSAGE_FIELDS
+)
 ADD_ONE = """
 mutation AddOne($sessionId: ID!, $content: String!) {
   addMessages(sessionId: $sessionId, messages: [{user: {content: $content}}]) { seq }
@@ -101,6 +117,8 @@ A_SESSIONS = 2
 
 FOREIGN = [f"<B{n}>" for n in range(B_SESSIONS)]
 """Placeholders for B's session ids in drawn variables."""
+FOREIGN_MESSAGES = [f"<BM{n}>" for n in range(B_SESSIONS)]
+"""Placeholders for the id of one message of each of B's sessions."""
 OWN = [f"<A{n}>" for n in range(A_SESSIONS)]
 MISSING = ["<M0>", "<M1>"]
 
@@ -149,6 +167,12 @@ HTTP_OPERATION: st.SearchStrategy[Operation] = st.one_of(
     ).map(lambda drawn: (LIST_BY_IDS, {"ids": drawn[0], "status": drawn[1]})),
     st.tuples(TARGETS, UPDATES).map(lambda d: (UPDATE_SESSION, {"id": d[0], "input": d[1]})),
     TARGETS.map(lambda target: (DELETE_SESSION, {"id": target})),
+    st.sampled_from(FOREIGN + FOREIGN_MESSAGES + OWN + MISSING).map(
+        lambda target: (NODE, {"id": target})
+    ),
+    st.lists(
+        st.sampled_from(FOREIGN + FOREIGN_MESSAGES + OWN + MISSING), min_size=1, max_size=6
+    ).map(lambda ids: (NODES, {"ids": ids})),
     st.tuples(TARGETS, MESSAGES, st.none() | st.text(min_size=1, max_size=20)).map(
         lambda d: (ADD_MESSAGES, {"sessionId": d[0], "messages": d[1], "key": d[2]})
     ),
@@ -169,6 +193,7 @@ class Organization:
         self.key = key
         self.marker = marker
         self.session_ids: list[str] = []
+        self.message_ids: list[str] = []
 
     def session_input(self, n: int) -> dict[str, Any]:
         secret = f"{self.marker}-{n}"
@@ -200,6 +225,8 @@ async def organization_b(database: Database, server: str) -> Organization:
         for n in range(B_SESSIONS):
             created = await api.data(CREATE_SESSION_ID, {"input": b.session_input(n)})
             b.session_ids.append(created["createSession"]["id"])
+            read = await api.data(READ_SESSION, {"id": b.session_ids[-1]})
+            b.message_ids.append(read["session"]["messages"]["nodes"][n]["id"])
     return b
 
 
@@ -256,16 +283,20 @@ def assert_reveals_nothing(answer: Any, b: Organization, sent: set[str]) -> None
     text = json.dumps(without_echoes(answer, sent))
     assert b.marker not in text, text
     assert b.org_id not in text, text
-    for session_id in b.session_ids:
-        assert session_id not in text, text
+    for b_id in b.session_ids + b.message_ids:
+        assert b_id not in text, text
 
 
 def id_maps(a_ids: list[str], b: Organization) -> tuple[dict[str, str], dict[str, str]]:
     """Placeholder → id for the call naming B's ids, and for its control naming fresh ids
     instead; both share A's own ids and the same missing ids."""
     shared = {**dict(zip(OWN, a_ids, strict=True)), **{m: str(uuid.uuid4()) for m in MISSING}}
-    foreign = {**shared, **dict(zip(FOREIGN, b.session_ids, strict=True))}
-    control = {**shared, **{f: str(uuid.uuid4()) for f in FOREIGN}}
+    foreign = {
+        **shared,
+        **dict(zip(FOREIGN, b.session_ids, strict=True)),
+        **dict(zip(FOREIGN_MESSAGES, b.message_ids, strict=True)),
+    }
+    control = {**shared, **{f: str(uuid.uuid4()) for f in FOREIGN + FOREIGN_MESSAGES}}
     return foreign, control
 
 

@@ -247,3 +247,46 @@ async def test_an_append_to_a_database_that_stops_answering_fails_whole_within_t
     stored = await transcript(faulty_api, session_id)
     stored.assert_consistent()
     assert [content for _, content in stored.messages] == ["one", "two", "three"]
+
+
+CREATE_WITH_KEY = """
+mutation Create($name: String, $key: String) {
+  createSession(input: {name: $name, messages: [{user: {content: "hi"}}]}, idempotencyKey: $key) {
+    id messageCount
+  }
+}
+"""
+NAMED = "query Named($name: String) { sessions(filter: {name: $name}) { nodes { id } } }"
+
+
+@pytest.mark.parametrize(
+    ("command", "failure", "stored_by_the_failed_attempt"),
+    [
+        # The commit is applied, but its acknowledgement never comes.
+        ("commitTransaction", {"writeConcernError": {"code": 64, "errmsg": "timed out"}}, 1),
+        ("insert", {"errorCode": WRITE_CONFLICT}, 0),
+    ],
+    ids=["commit-unacknowledged", "insert-write-conflict"],
+)
+async def test_a_retry_with_the_idempotency_key_after_a_failed_create_creates_one_session(
+    faulty: Faulty,
+    faulty_api: ApiClient,
+    command: str,
+    failure: dict[str, Any],
+    stored_by_the_failed_attempt: int,
+) -> None:
+    name = f"{command}-{faulty_api.http.base_url.port}"
+    variables = {"name": name, "key": f"create-{name}"}
+    async with failing(faulty.db, command, "alwaysOn", **failure):
+        failed = await faulty_api.execute(CREATE_WITH_KEY, variables)
+    assert [error["extensions"]["code"] for error in failed["errors"]] == [UNAVAILABLE]
+    stored = (await faulty_api.data(NAMED, {"name": name}))["sessions"]["nodes"]
+    assert len(stored) == stored_by_the_failed_attempt
+
+    retried = (await faulty_api.data(CREATE_WITH_KEY, variables))["createSession"]
+
+    assert retried["messageCount"] == 1
+    assert (await faulty_api.data(NAMED, {"name": name}))["sessions"]["nodes"] == [
+        {"id": retried["id"]}
+    ]
+    assert stored in ([], [{"id": retried["id"]}])
