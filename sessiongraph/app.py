@@ -24,6 +24,7 @@ from sessiongraph.access_log import AccessLog
 from sessiongraph.auth import KeyVerifier
 from sessiongraph.console import console_routes, graphiql_asset_routes
 from sessiongraph.dev_key import announce_development_key
+from sessiongraph.documents import PersistedDocuments
 from sessiongraph.embedded import EmbeddedDatabase
 from sessiongraph.graphql_http import GraphQLHTTP
 from sessiongraph.graphql_ws import GraphQLWebSocket
@@ -33,6 +34,7 @@ from sessiongraph.services import Services
 from sessiongraph.settings import Settings, secret_keys
 from storage import ApiKeyStore, Database, MessageStore, SessionStore
 from storage.events import EventHub
+from storage.persisted import PersistedDocumentStore
 from storage.secret_box import SecretBox
 
 log = logging.getLogger("sessiongraph")
@@ -102,6 +104,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 messages=MessageStore(db, publish),
                 events=events,
                 verifier=KeyVerifier(keys, settings.auth_cache_seconds),
+                documents=PersistedDocuments(
+                    PersistedDocumentStore(db), settings.trusted_documents
+                ),
             )
             if embedded is not None:
                 await announce_development_key(keys, settings)
