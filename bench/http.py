@@ -310,7 +310,7 @@ async def main() -> None:
         "documents": {"SessionById": SESSION_BY_ID.strip(), "SessionList": SESSION_LIST.strip()},
     }
     path = write_result(
-        "http",
+        "http-otel" if args.otel else "http",
         {
             "settings": settings,
             "latency_check": latency,

@@ -280,9 +280,18 @@ def test_only_the_otel_variables_turn_tracing_on(
         assert tracing_from_environment(environ) is None
 
 
-def test_a_server_without_otel_variables_does_no_tracing_work(settings: Settings) -> None:
-    assert not any(name.startswith("OTEL_") for name in os.environ)
+def traced(app: Starlette) -> bool:
+    return any("Tracing" in repr(middleware.cls) for middleware in app.user_middleware)
 
-    app = create_app(settings)
 
-    assert "RequestSpans" not in repr(app.user_middleware)
+def test_a_server_without_otel_variables_does_no_tracing_work(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [name for name in os.environ if name.startswith("OTEL_")]:
+        monkeypatch.delenv(name)
+    off = create_app(settings)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    on = create_app(settings)
+
+    assert not traced(off)
+    assert traced(on)
