@@ -24,7 +24,7 @@ from sessiongraph.documents import (
 )
 from sessiongraph.settings import Settings
 from storage import ApiKeyStore, Database
-from storage.persisted import PersistedDocumentStore
+from storage.persisted import MAX_DOCUMENT_BYTES, MAX_REGISTERED_PER_ORG, PersistedDocumentStore
 from tests.serving import bound_socket, serve
 
 COUNT = "query Count { sessions(first: 1) { totalCount } }"
@@ -158,6 +158,36 @@ async def test_a_query_that_does_not_validate_is_not_kept(
 
     assert response.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
     assert await registered(database, org[0]) == []
+
+
+async def test_a_query_too_large_to_keep_runs_but_is_not_kept(
+    http: httpx.AsyncClient, database: Database, org: tuple[str, str]
+) -> None:
+    query = "# " + "x" * MAX_DOCUMENT_BYTES + "\n" + unique_query()
+
+    response = await http.post("/graphql", json={"query": query, "extensions": apq(query)})
+
+    assert response.json() == {"data": {"sessions": {"totalCount": 0}}}
+    assert await registered(database, org[0]) == []
+
+
+async def test_an_organization_keeping_the_most_queries_allowed_runs_new_ones_unkept(
+    http: httpx.AsyncClient, database: Database, org: tuple[str, str]
+) -> None:
+    await database.registered_documents.insert_many(
+        [
+            {"_id": f"{org[0]}/{i}", "org_id": org[0], "document": "{ __typename }"}
+            for i in range(MAX_REGISTERED_PER_ORG)
+        ]
+    )
+    query = unique_query()
+
+    response = await http.post("/graphql", json={"query": query, "extensions": apq(query)})
+
+    assert response.json() == {"data": {"sessions": {"totalCount": 0}}}
+    assert await database.registered_documents.count_documents({"org_id": org[0]}) == (
+        MAX_REGISTERED_PER_ORG
+    )
 
 
 @pytest.mark.parametrize("version", [2, 0, "1", None])
