@@ -2,7 +2,8 @@
 `documentId`, or one named by Apollo's automatic persisted query (APQ) extension.
 
 Transport-independent: HTTP (POST and GET), websocket and SSE requests hand their fields to
-`PersistedDocuments.resolve` and run the text it returns, or answer its `DocumentProblem`.
+`PersistedDocuments.resolve_request` and run the text it returns, or answer its
+`DocumentProblem`; once an APQ document ran without a request error, `remember` keeps it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -70,6 +72,17 @@ class PersistedDocuments:
         self.store = store
         self.mode = mode
         self._cache: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
+
+    async def resolve_request(self, org_id: str, fields: Mapping[str, Any]) -> RequestDocument:
+        """`resolve` for a request's fields as GraphQL over HTTP (a POST body, GET's
+        parameters) and the websocket and SSE subscribe payloads name them: `query`,
+        `extensions`, `documentId`."""
+        return await self.resolve(
+            org_id,
+            query=fields.get("query"),
+            extensions=fields.get("extensions"),
+            document_id=fields.get("documentId"),
+        )
 
     async def resolve(
         self,

@@ -147,7 +147,8 @@ def _negotiate(accept: str | None) -> str:
 
 
 Fields = tuple[dict[str, Any], dict[str, Any] | None, str | None]
-"""What names the document (for `PersistedDocuments.resolve`), variables, operation name."""
+"""What names the document (for `PersistedDocuments.resolve_request`), variables, operation
+name."""
 
 
 def _body_fields(body: Any) -> Fields:
@@ -167,7 +168,7 @@ def _body_fields(body: Any) -> Fields:
     document = {
         "query": query,
         "extensions": body.get("extensions"),
-        "document_id": body.get("documentId"),
+        "documentId": body.get("documentId"),
     }
     return document, variables, name
 
@@ -354,7 +355,7 @@ class GraphQLHTTP:
         """The document the request names, or HttpProblem (before anything is parsed)."""
         services: Services = request.state.services
         try:
-            return await services.documents.resolve(org_id, **names)
+            return await services.documents.resolve_request(org_id, names)
         except DocumentProblem as problem:
             raise HttpProblem(problem.status, problem.code, str(problem)) from None
         except Exception as error:
