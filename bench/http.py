@@ -24,10 +24,15 @@ with --workers 1 and --workers 2, under uvloop (the default) and under asyncio's
 (bench.serve_asyncio, as where uvloop is not installed), and the baseline. A request should
 take a few milliseconds; ~40 ms means Nagle's algorithm meets delayed ACKs (no TCP_NODELAY).
 
+With --otel, a third server runs: `sessiongraph serve` with OpenTelemetry tracing on
+(OTEL_TRACES_EXPORTER=otlp, exporting over OTLP/HTTP to bench.otlp_sink, which counts and
+drops the spans), reported as tracing on ÷ off, paired run by run.
+
 Needs wrk: `apt-get install -y wrk` (Debian/Ubuntu) or `brew install wrk` (macOS).
 
     python -m bench.http                      # 3 runs x 10 s per operation and server
     python -m bench.http --runs 1 --duration 5 --no-latency-check
+    python -m bench.http --otel --no-latency-check   # also: what tracing costs
 """
 
 from __future__ import annotations
@@ -137,6 +142,12 @@ async def latency_check(b: Bench, body: str, seconds: float) -> list[dict[str, A
     return results
 
 
+def _otlp_sink(b: Bench) -> Any:
+    port = free_port()
+    argv = [sys.executable, "-m", "bench.otlp_sink", "--port", str(port)]
+    return spawn(argv, port, b.environment())
+
+
 def _baseline(b: Bench) -> Any:
     port = free_port()
     argv = [sys.executable, "-m", "bench.baseline", "--port", str(port)]
@@ -156,6 +167,7 @@ async def main() -> None:
     parser.add_argument("--rotate", type=int, default=50, help="session ids SessionById cycles")
     parser.add_argument("--latency-seconds", type=float, default=3, help="per latency check")
     parser.add_argument("--no-latency-check", action="store_true", help="skip the check")
+    parser.add_argument("--otel", action="store_true", help="also a server with tracing on")
     args = parser.parse_args()
     wrk_command()  # fail early, with install instructions, when wrk is missing
 
@@ -190,6 +202,16 @@ async def main() -> None:
             )  # fmt: skip
 
         targets = {"graphql": graphql, "baseline": baseline}
+        if args.otel:
+            sink = await stack.enter_async_context(_otlp_sink(b))
+            targets["graphql+otel"] = await stack.enter_async_context(
+                b.server(
+                    **NO_RATE_LIMIT,
+                    OTEL_TRACES_EXPORTER="otlp",
+                    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=f"{sink.url.removesuffix('/graphql')}/v1/traces",
+                    OTEL_SERVICE_NAME="sessiongraph-bench",
+                )
+            )
         runs: dict[str, dict[str, list[dict[str, Any]]]] = {
             op: {name: [] for name in targets} for op in operations
         }
@@ -215,6 +237,10 @@ async def main() -> None:
                         f"p99 {result['p99_ms']:6.1f} ms  errors {result['errors']}"
                     )
         memory = {name: server.memory_kib()[1] / 1024 for name, server in targets.items()}
+        if args.otel:
+            async with b.client() as http:
+                spans = int((await http.get(f"{sink.url.removesuffix('/graphql')}/spans")).text)
+            print(f"the OTLP sink received {spans} spans")
 
     rows = []
     results: dict[str, Any] = {}
@@ -247,6 +273,19 @@ async def main() -> None:
          "db CPU ms/req", "GraphQL/baseline"],
         rows,
     )  # fmt: skip
+    if args.otel:
+        for op in operations:
+            on_off = [
+                on["requests_per_s"] / off["requests_per_s"]
+                for on, off in zip(runs[op]["graphql+otel"], runs[op]["graphql"], strict=True)
+            ]
+            results[op]["graphql+otel"]["ratio_to_tracing_off_per_run"] = on_off
+            results[op]["graphql+otel"]["ratio_to_tracing_off_median"] = statistics.median(on_off)
+            per_run = ", ".join(f"{r:.2f}" for r in on_off)
+            print(
+                f"{op}: tracing on ÷ off (req/s, paired runs) median "
+                f"{statistics.median(on_off):.2f} (per run {per_run})"
+            )
     by_id_ratio = results["SessionById"]["graphql"]["ratio_to_baseline"]
     bar = by_id_ratio >= 0.80
     print(
@@ -263,6 +302,7 @@ async def main() -> None:
         "messages_per_session": args.messages,
         "rotate_session_ids": args.rotate,
         "rate_limit_per_second": 0,
+        "otel": "graphql+otel: OTEL_TRACES_EXPORTER=otlp to bench.otlp_sink" if args.otel else None,
         "auth_cache_seconds": 5,
         "uvicorn": "workers 1, loop auto, http auto",
         "event_loop": _installed("uvloop", "asyncio"),
@@ -270,7 +310,7 @@ async def main() -> None:
         "documents": {"SessionById": SESSION_BY_ID.strip(), "SessionList": SESSION_LIST.strip()},
     }
     path = write_result(
-        "http",
+        "http-otel" if args.otel else "http",
         {
             "settings": settings,
             "latency_check": latency,

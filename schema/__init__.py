@@ -66,11 +66,13 @@ def create_schema(
     max_depth: int = 12,
     introspection: bool = True,
     observe_operation: OperationObserver | None = None,
+    trace_operations: Callable[[], SchemaExtension] | None = None,
 ) -> strawberry.Schema:
     """The schema with its guards: parser and validation caches (bounded), limits on depth,
     tokens, aliases and estimated cost, and error coding and masking. Without introspection,
     field suggestions ("Did you mean ...?") are off too, so they cannot map the schema.
-    `observe_operation`, when given, hears of every query and mutation once answered."""
+    `observe_operation`, when given, hears of every query and mutation once answered;
+    `trace_operations`, when given, makes the extension that traces each operation."""
     # The limiters' rule classes are made once: each QueryDepthLimiter or MaxAliasesLimiter
     # makes a new class, and ValidationCache is keyed by the rules, so one made per request
     # would never hit (and would leave a class per request for the garbage collector).
@@ -97,6 +99,8 @@ def create_schema(
         observer = observe_operation
         # First, so that it sees the errors as ErrorPresenter codes them.
         extensions.insert(0, lambda: OperationObserving(observer))
+    if trace_operations is not None:
+        extensions.insert(0, trace_operations)
     return SessionGraphSchema(
         query=Query,
         mutation=Mutation,

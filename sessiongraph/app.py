@@ -24,6 +24,7 @@ from sessiongraph.access_log import AccessLog
 from sessiongraph.auth import KeyVerifier
 from sessiongraph.console import console_routes, graphiql_asset_routes
 from sessiongraph.dev_key import announce_development_key
+from sessiongraph.documents import PersistedDocuments
 from sessiongraph.embedded import EmbeddedDatabase
 from sessiongraph.graphql_http import GraphQLHTTP
 from sessiongraph.graphql_ws import GraphQLWebSocket
@@ -31,8 +32,10 @@ from sessiongraph.metrics import Metrics
 from sessiongraph.rate_limit import RateLimit
 from sessiongraph.services import Services
 from sessiongraph.settings import Settings, secret_keys
+from sessiongraph.tracing import tracing_from_environment
 from storage import ApiKeyStore, Database, MessageStore, SessionStore
 from storage.events import EventHub
+from storage.persisted import PersistedDocumentStore
 from storage.secret_box import SecretBox
 
 log = logging.getLogger("sessiongraph")
@@ -45,11 +48,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
     # Per app, in a registry of its own; None when SESSIONGRAPH_METRICS is off.
     metrics = Metrics() if settings.metrics else None
+    # None unless the OTEL_* variables turn tracing on; then nothing of it runs per request.
+    tracing = tracing_from_environment()
+    listeners = [metrics.command_listener()] if metrics is not None else []
+    if tracing is not None:
+        listeners.append(tracing.command_listener())
     schema = create_schema(
         max_query_cost=settings.max_query_cost,
         max_depth=settings.max_query_depth,
         introspection=settings.introspection,
         observe_operation=metrics.observe_operation if metrics is not None else None,
+        trace_operations=tracing.schema_extension() if tracing is not None else None,
     )
     graphql_http = GraphQLHTTP(
         schema,
@@ -70,6 +79,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         embedded: EmbeddedDatabase | None = None
+        if tracing is not None:
+            tracing.start()
         uri = settings.mongodb_uri
         if uri is None:
             embedded = EmbeddedDatabase(
@@ -86,7 +97,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 settings.db_name,
                 driver=settings.driver,
                 timeout_ms=settings.db_timeout_ms,
-                event_listeners=[metrics.command_listener()] if metrics is not None else (),
+                event_listeners=listeners,
             )
             await db.ensure_indexes()
             keys = ApiKeyStore(db)
@@ -102,6 +113,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 messages=MessageStore(db, publish),
                 events=events,
                 verifier=KeyVerifier(keys, settings.auth_cache_seconds),
+                documents=PersistedDocuments(
+                    PersistedDocumentStore(db), settings.trusted_documents
+                ),
             )
             if embedded is not None:
                 await announce_development_key(keys, settings)
@@ -122,6 +136,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             if embedded is not None:
                 await embedded.stop_async()
+            if tracing is not None:
+                await asyncio.to_thread(tracing.shutdown)
 
     async def healthz(request: Request) -> PlainTextResponse:
         return PlainTextResponse("ok")
@@ -139,6 +155,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return JSONResponse({"ready": ready, **report}, status_code=200 if ready else 503)
 
     middleware = [Middleware(AccessLog, metrics=metrics)]
+    if tracing is not None:
+        # Outermost, so that the access log line carries the request's trace id.
+        middleware.insert(0, Middleware(tracing.middleware))
     # CORS outside the rest, so that even a 429 carries its headers.
     if settings.cors_origins:
         middleware.append(

@@ -1,4 +1,5 @@
-"""The `sessiongraph` command: serve, manage API keys, export the schema."""
+"""The `sessiongraph` command: serve, manage API keys and trusted documents, export the
+schema."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pydantic import ValidationError
 
 from sessiongraph.embedded import EmbeddedDatabase, EmbeddedDatabaseError, port_answers
 from sessiongraph.log_config import log_config
+from sessiongraph.operations import add_commands as add_operations_commands
 from sessiongraph.settings import Settings
 from storage import ApiKeyNotFound, ApiKeyStore, Database, NewMessage, NewSession, SessionStore
 
@@ -190,6 +192,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     seed.add_argument("--org", default="demo", type=_org, help="The organization (demo).")
     seed.set_defaults(run=_seed_demo)
+
+    add_operations_commands(commands, _database)
 
     export = commands.add_parser("export-schema", help="Print the schema in GraphQL SDL.")
     export.set_defaults(run=_export_schema)

@@ -6,7 +6,8 @@ otherwise (200 once the request is well formed). Either way, a result that holds
 the database being unavailable gets 503 with Retry-After, a signal load balancers and
 clients act on. GET from a browser serves GraphiQL; GET with `?query=` runs a query when
 SESSIONGRAPH_GRAPHQL_GET is on (never a mutation). Authentication and execution are bounded
-by SESSIONGRAPH_REQUEST_TIMEOUT_SECONDS.
+by SESSIONGRAPH_REQUEST_TIMEOUT_SECONDS. Which document runs (a `query`, a `documentId`, an
+APQ hash) is `sessiongraph.documents`' decision.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from strawberry.types.graphql import OperationType
 from resolvers.errors import UNAVAILABLE_MESSAGE
 from sessiongraph.access_log import REQUEST_ID
 from sessiongraph.auth import bearer_key
+from sessiongraph.documents import DocumentProblem, RequestDocument
 from sessiongraph.services import Services
 from storage import is_database_unavailable
 
@@ -144,7 +146,12 @@ def _negotiate(accept: str | None) -> str:
     )
 
 
-def _body_fields(body: Any) -> tuple[str, dict[str, Any] | None, str | None]:
+Fields = tuple[dict[str, Any], dict[str, Any] | None, str | None]
+"""What names the document (for `PersistedDocuments.resolve_request`), variables, operation
+name."""
+
+
+def _body_fields(body: Any) -> Fields:
     if isinstance(body, list):
         raise HttpProblem(
             400,
@@ -154,13 +161,16 @@ def _body_fields(body: Any) -> tuple[str, dict[str, Any] | None, str | None]:
     if not isinstance(body, dict):
         raise HttpProblem(400, "BAD_REQUEST", "The body must be a JSON object.")
     query, variables, name = body.get("query"), body.get("variables"), body.get("operationName")
-    if not isinstance(query, str) or not query.strip():
-        raise HttpProblem(400, "BAD_REQUEST", "The body needs a non-empty string `query`.")
     if variables is not None and not isinstance(variables, dict):
         raise HttpProblem(400, "BAD_REQUEST", "`variables` must be a JSON object or null.")
     if name is not None and not isinstance(name, str):
         raise HttpProblem(400, "BAD_REQUEST", "`operationName` must be a string or null.")
-    return query, variables, name
+    document = {
+        "query": query,
+        "extensions": body.get("extensions"),
+        "documentId": body.get("documentId"),
+    }
+    return document, variables, name
 
 
 def _is_request_error(result: ExecutionResult) -> bool:
@@ -209,7 +219,7 @@ class GraphQLHTTP:
         request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
         media_type = JSON
         try:
-            if request.method in ("GET", "HEAD") and "query" not in request.query_params:
+            if request.method in ("GET", "HEAD") and not _names_document(request):
                 return self._ide(request, request_id)
             if request.method not in ("GET", "HEAD", "POST"):
                 raise HttpProblem(
@@ -253,19 +263,13 @@ class GraphQLHTTP:
                 {"Allow": self.allow},
             )
         params = request.query_params
-        variables: Any = params.get("variables")
-        if variables is not None:
-            try:
-                variables = orjson.loads(variables)
-            except orjson.JSONDecodeError as error:
-                raise HttpProblem(
-                    400, "BAD_REQUEST", f"`variables` is not valid JSON: {error}."
-                ) from None
         fields = _body_fields(
             {
                 "query": params.get("query"),
-                "variables": variables,
+                "variables": _json_parameter(params.get("variables"), "variables"),
                 "operationName": params.get("operationName"),
+                "extensions": _json_parameter(params.get("extensions"), "extensions"),
+                "documentId": params.get("documentId"),
             }
         )
         response = await self._run(request, request_id, media_type, fields, GET_OPERATIONS)
@@ -289,7 +293,7 @@ class GraphQLHTTP:
         request: Request,
         request_id: str,
         media_type: str,
-        fields: tuple[str, dict[str, Any] | None, str | None],
+        fields: Fields,
         allowed: frozenset[OperationType],
     ) -> Response:
         """Authenticate and execute, within the request's time bound: a database that
@@ -298,7 +302,13 @@ class GraphQLHTTP:
         try:
             async with asyncio.timeout(self.timeout_seconds):
                 org_id = await self._organization(request)
-                result = await self._execute(request, request_id, org_id, fields, allowed)
+                document = await self._document(request, org_id, fields[0])
+                result = await self._execute(
+                    request, request_id, org_id, (document.text, *fields[1:]), allowed
+                )
+                if document.register_as is not None and not _is_request_error(result):
+                    services: Services = request.state.services
+                    await services.documents.remember(org_id, document)
         except TimeoutError:
             log.warning("request %s did not finish within %g s", request_id, self.timeout_seconds)
             raise HttpProblem(
@@ -339,6 +349,19 @@ class GraphQLHTTP:
                 {"WWW-Authenticate": 'Bearer realm="sessiongraph"'},
             )
         return org_id
+
+    @staticmethod
+    async def _document(request: Request, org_id: str, names: dict[str, Any]) -> RequestDocument:
+        """The document the request names, or HttpProblem (before anything is parsed)."""
+        services: Services = request.state.services
+        try:
+            return await services.documents.resolve_request(org_id, names)
+        except DocumentProblem as problem:
+            raise HttpProblem(problem.status, problem.code, str(problem)) from None
+        except Exception as error:
+            if not is_database_unavailable(error):
+                raise
+            raise HttpProblem(503, UNAVAILABLE, UNAVAILABLE_MESSAGE, RETRY_AFTER) from None
 
     async def _execute(
         self,
@@ -409,6 +432,21 @@ class GraphQLHTTP:
             media_type=media_type,
             headers={"X-Request-ID": request_id, **(headers or {})},
         )
+
+
+def _names_document(request: Request) -> bool:
+    """Whether a GET names a document to run (else it asks for GraphiQL)."""
+    params = request.query_params
+    return "query" in params or "documentId" in params or "extensions" in params
+
+
+def _json_parameter(value: str | None, name: str) -> Any:
+    if value is None:
+        return None
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError as error:
+        raise HttpProblem(400, "BAD_REQUEST", f"`{name}` is not valid JSON: {error}.") from None
 
 
 def _formatted(error: GraphQLError) -> dict[str, Any]:

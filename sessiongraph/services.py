@@ -7,18 +7,21 @@ from dataclasses import dataclass
 
 from resolvers.context import Context
 from sessiongraph.auth import KeyVerifier
+from sessiongraph.documents import PersistedDocuments
 from storage import MessageStore, SessionStore
 from storage.events import EventHub
 
 
 @dataclass(frozen=True, slots=True)
 class Services:
-    """The stores, the event hub and the key verifier of the running app."""
+    """The stores, the event hub, the key verifier and the persisted documents of the
+    running app."""
 
     sessions: SessionStore
     messages: MessageStore
     events: EventHub
     verifier: KeyVerifier
+    documents: PersistedDocuments
 
     def context(self, org_id: str, request_id: str | None = None) -> Context:
         """A resolver context for `org_id` ("" until a websocket connection authenticates)."""

@@ -96,6 +96,12 @@ class Settings(BaseSettings):
         "it the answer is SERVICE_UNAVAILABLE (503). Bounds a database that accepts "
         "connections but stops answering.",
     )
+    trusted_documents: Literal["optional", "required"] = Field(
+        default="optional",
+        description="required: run only trusted documents (`sessiongraph operations add`), "
+        "named by documentId, the APQ extension or their exact text; any other is refused "
+        "before parsing, and clients cannot register documents with APQ.",
+    )
     console: bool = Field(
         default=True,
         description="Serve the live console page at /console: an API key, the org's sessions "

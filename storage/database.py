@@ -70,6 +70,10 @@ IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 IDEMPOTENCY_INDEXES = [
     IndexModel([("created_at", ASCENDING)], expireAfterSeconds=IDEMPOTENCY_TTL_SECONDS),
 ]
+REGISTERED_DOCUMENT_INDEXES = [
+    IndexModel([("org_id", ASCENDING)]),
+    IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0),
+]
 
 
 def is_database_unavailable(error: BaseException) -> bool:
@@ -123,6 +127,8 @@ class Database:
         self.messages = self.db["messages"]
         self.api_keys = self.db["api_keys"]
         self.idempotency = self.db["idempotency_keys"]
+        self.trusted_documents = self.db["trusted_documents"]
+        self.registered_documents = self.db["registered_documents"]
 
     @classmethod
     async def connect(
@@ -185,6 +191,7 @@ class Database:
         await self.messages.create_indexes(MESSAGE_INDEXES)
         await self.api_keys.create_indexes(API_KEY_INDEXES)
         await self.idempotency.create_indexes(IDEMPOTENCY_INDEXES)
+        await self.registered_documents.create_indexes(REGISTERED_DOCUMENT_INDEXES)
 
     async def ping(self) -> None:
         """Raise unless the database answers."""

@@ -53,6 +53,7 @@ from storage import (
     TimeRange,
 )
 from storage.events import EventHub
+from storage.persisted import PersistedDocumentStore, document_id
 from tests.new_records import new_session, text
 
 SCALING_DOC = Path(__file__).resolve().parents[1] / "docs" / "scaling.md"
@@ -494,6 +495,18 @@ async def exercise_api_keys(db: Database, org_id: str) -> None:
         await keys.revoke("key_missing")
 
 
+async def exercise_persisted_documents(db: Database, org_id: str) -> None:
+    store = PersistedDocumentStore(db)
+    text = f"query Shard{uuid.uuid4().hex} {{ __typename }}"
+    assert await store.add_trusted({document_id(text): text}) == 1
+    assert await store.trusted(document_id(text)) == text
+    assert document_id(text) in [d["id"] for d in await store.list_trusted()]
+    assert await store.remove_trusted(document_id(text))
+    assert await store.registered(org_id, document_id(text)) is None
+    assert await store.register(org_id, document_id(text), text)
+    assert await store.registered(org_id, document_id(text)) == text
+
+
 async def exercise_deletes(db: Database, org_id: str, sessions: list[SessionRecord]) -> None:
     store = SessionStore(db)
     for session in sessions:
@@ -513,6 +526,7 @@ async def exercise_everything(db: Database) -> None:
         await exercise_messages(db, org_id, sessions)
         await exercise_without_transactions(db, org_id)
         await exercise_api_keys(db, org_id)
+        await exercise_persisted_documents(db, org_id)
         await exercise_deletes(db, org_id, sessions)
     finally:
         await hub.stop()
