@@ -30,6 +30,7 @@ from schema.messages import (
 from schema.observe import OperationObserver, OperationObserving
 from schema.scalars import SCALAR_MAP
 from schema.sessions import SessionMutations, SessionQueries
+from schema.streaming import ExecutionStarts
 from schema.subscriptions import Subscription
 
 PAGE_SIZES = {("Query", "sessions"): 20, ("Session", "messages"): 50}
@@ -81,6 +82,7 @@ def create_schema(
         lambda: MaxTokensLimiter(max_token_count=4000),
         lambda: QueryCostLimiter(max_query_cost, default_page_size=20, field_page_sizes=PAGE_SIZES),
         ErrorPresenter,
+        ExecutionStarts,
     ]
     if not introspection:
         extensions.insert(2, DisableIntrospection)

@@ -26,7 +26,9 @@ from sessiongraph.console import console_routes, graphiql_asset_routes
 from sessiongraph.dev_key import announce_development_key
 from sessiongraph.embedded import EmbeddedDatabase
 from sessiongraph.graphql_http import GraphQLHTTP
-from sessiongraph.graphql_ws import GraphQLWebSocket
+from sessiongraph.live.engine import LiveEngine
+from sessiongraph.live.origins import OriginPolicy
+from sessiongraph.live.websocket import GraphQLWebSocket
 from sessiongraph.metrics import Metrics
 from sessiongraph.rate_limit import RateLimit
 from sessiongraph.services import Services
@@ -51,20 +53,23 @@ def create_app(settings: Settings | None = None) -> Starlette:
         introspection=settings.introspection,
         observe_operation=metrics.observe_operation if metrics is not None else None,
     )
+    live = LiveEngine(
+        schema,
+        subscriber_buffer=settings.subscriber_buffer,
+        max_subscriptions=settings.ws_max_subscriptions,
+        keep_alive_seconds=settings.ws_keep_alive_seconds,
+        init_timeout_seconds=settings.ws_init_timeout_seconds,
+        metrics=metrics,
+    )
+    origins = OriginPolicy(settings.cors_origins)
     graphql_http = GraphQLHTTP(
         schema,
         graphiql=settings.graphiql,
         max_body_bytes=settings.max_body_bytes,
         get_queries=settings.graphql_get,
         timeout_seconds=settings.request_timeout_seconds,
-    )
-    graphql_ws = GraphQLWebSocket(
-        schema,
-        init_timeout_seconds=settings.ws_init_timeout_seconds,
-        keep_alive_seconds=settings.ws_keep_alive_seconds,
-        max_subscriptions=settings.ws_max_subscriptions,
-        subscriber_buffer=settings.subscriber_buffer,
-        metrics=metrics,
+        live=live,
+        origins=origins,
     )
 
     @asynccontextmanager
@@ -107,14 +112,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 await announce_development_key(keys, settings)
             # Also on the app itself, for operators' tooling and the tests' leak checks.
             app.state.services = services
-            app.state.subscriptions = graphql_ws.tracker
+            app.state.subscriptions = live.tracker
+            app.state.live = live
             try:
                 yield {"services": services, "database": db}
             finally:
                 # uvicorn has closed the websockets (1012) and waited for them; close any
-                # left, and let every subscription stop before what it reads from goes.
+                # left, end the SSE streams, and let every subscription stop before what
+                # it reads from goes.
                 try:
-                    await graphql_ws.tracker.drain(settings.shutdown_timeout_seconds)
+                    await live.drain(settings.shutdown_timeout_seconds)
                 finally:
                     log.info("shutting down: closing the change stream and the database client")
                     await events.stop()
@@ -163,7 +170,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route(
                 "/graphql", graphql_http.handle, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]
             ),
-            WebSocketRoute("/graphql", graphql_ws),
+            WebSocketRoute("/graphql", GraphQLWebSocket(live, origins)),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             *([Route("/metrics", metrics.endpoint)] if metrics is not None else []),

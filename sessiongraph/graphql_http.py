@@ -31,6 +31,8 @@ from strawberry.types.graphql import OperationType
 from resolvers.errors import UNAVAILABLE_MESSAGE
 from sessiongraph.access_log import REQUEST_ID
 from sessiongraph.auth import bearer_key
+from sessiongraph.live.engine import LiveEngine
+from sessiongraph.live.origins import OriginPolicy
 from sessiongraph.services import Services
 from storage import is_database_unavailable
 
@@ -195,8 +197,12 @@ class GraphQLHTTP:
         max_body_bytes: int,
         get_queries: bool = False,
         timeout_seconds: float = 10.0,
+        live: LiveEngine | None = None,
+        origins: OriginPolicy | None = None,
     ) -> None:
         self.schema = schema
+        self.live = live
+        self.origins = origins or OriginPolicy([])
         self.graphiql_html = graphiql_page() if graphiql else None
         self.max_body_bytes = max_body_bytes
         self.get_queries = get_queries

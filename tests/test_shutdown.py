@@ -18,8 +18,8 @@ import pytest
 from starlette.applications import Starlette
 
 from sessiongraph.app import create_app
+from sessiongraph.live.tracking import SubscriptionTracker
 from sessiongraph.settings import Settings
-from sessiongraph.tracking import SubscriptionTracker
 from storage.events import EventHub
 from tests.api_client import ApiClient
 from tests.serving import bound_socket, serve
