@@ -6,7 +6,9 @@ otherwise (200 once the request is well formed). Either way, a result that holds
 the database being unavailable gets 503 with Retry-After, a signal load balancers and
 clients act on. GET from a browser serves GraphiQL; GET with `?query=` runs a query when
 SESSIONGRAPH_GRAPHQL_GET is on (never a mutation). Authentication and execution are bounded
-by SESSIONGRAPH_REQUEST_TIMEOUT_SECONDS.
+by SESSIONGRAPH_REQUEST_TIMEOUT_SECONDS. With `Accept: text/event-stream` the operation runs
+over SSE instead (sessiongraph/live/sse.py): any operation with POST, subscriptions with GET,
+after the same parsing, authentication and limits.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import orjson
 import strawberry
 from graphql import GraphQLError
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, Response, StreamingResponse
 from strawberry.exceptions import MissingQueryError
 from strawberry.http.ides import get_graphql_ide_html
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
@@ -30,9 +32,11 @@ from strawberry.types.graphql import OperationType
 
 from resolvers.errors import UNAVAILABLE_MESSAGE
 from sessiongraph.access_log import REQUEST_ID
-from sessiongraph.auth import bearer_key
-from sessiongraph.live.engine import LiveEngine
-from sessiongraph.live.origins import OriginPolicy
+from sessiongraph.auth import Caller, bearer_key
+from sessiongraph.live import sse
+from sessiongraph.live.engine import LiveEngine, OperationRequest
+from sessiongraph.live.origins import FORBIDDEN_ORIGIN, OriginPolicy
+from sessiongraph.live.tracking import Connection, shape_of
 from sessiongraph.services import Services
 from storage import is_database_unavailable
 
@@ -42,6 +46,7 @@ GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
 POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
 GET_OPERATIONS = frozenset({OperationType.QUERY})
+SSE_GET_OPERATIONS = frozenset({OperationType.SUBSCRIPTION})
 UNAVAILABLE = "SERVICE_UNAVAILABLE"
 RETRY_AFTER = {"Retry-After": "5"}
 
@@ -118,10 +123,8 @@ class HttpProblem(Exception):
         self.headers = headers or {}
 
 
-def _negotiate(accept: str | None) -> str:
-    """The response media type for an Accept header, or HttpProblem 406."""
-    if not accept:
-        return JSON
+def _offered(accept: str) -> list[str]:
+    """The media types of an Accept header that have q > 0, most preferred first."""
     offered = []
     for part in accept.split(","):
         media, *params = (p.strip() for p in part.split(";"))
@@ -136,7 +139,19 @@ def _negotiate(accept: str | None) -> str:
         if q > 0:
             offered.append((q, media.lower()))
     offered.sort(key=lambda item: -item[0])
-    for _, media in offered:
+    return [media for _, media in offered]
+
+
+def _wants_event_stream(accept: str | None) -> bool:
+    """Whether the client asks for GraphQL over SSE (`Accept: text/event-stream`)."""
+    return bool(accept) and sse.MEDIA_TYPE in _offered(accept or "")
+
+
+def _negotiate(accept: str | None) -> str:
+    """The response media type for an Accept header, or HttpProblem 406."""
+    if not accept:
+        return JSON
+    for media in _offered(accept):
         if media == GRAPHQL_RESPONSE:
             return GRAPHQL_RESPONSE
         if media in (JSON, "application/*", "*/*"):
@@ -163,6 +178,21 @@ def _body_fields(body: Any) -> tuple[str, dict[str, Any] | None, str | None]:
     if name is not None and not isinstance(name, str):
         raise HttpProblem(400, "BAD_REQUEST", "`operationName` must be a string or null.")
     return query, variables, name
+
+
+def _last_event_id(request: Request) -> int | None:
+    """The seq an SSE client resumes after (`Last-Event-ID`), or HttpProblem 400."""
+    value = request.headers.get("last-event-id")
+    if value is None or not value.strip():
+        return None
+    if not value.strip().isdigit():
+        raise HttpProblem(
+            400,
+            "BAD_REQUEST",
+            f"Last-Event-ID {value[:40]!r}: must be the id of an event this server sent "
+            "(a message seq, 0 or more).",
+        )
+    return int(value.strip())
 
 
 def _is_request_error(result: ExecutionResult) -> bool:
@@ -215,6 +245,9 @@ class GraphQLHTTP:
         request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
         media_type = JSON
         try:
+            wants_sse = _wants_event_stream(request.headers.get("accept"))
+            if self.live is not None and request.method in ("GET", "POST") and wants_sse:
+                return await self._sse(request, request_id, self.live)
             if request.method in ("GET", "HEAD") and "query" not in request.query_params:
                 return self._ide(request, request_id)
             if request.method not in ("GET", "HEAD", "POST"):
@@ -258,22 +291,7 @@ class GraphQLHTTP:
                 "send them with POST and a JSON body.",
                 {"Allow": self.allow},
             )
-        params = request.query_params
-        variables: Any = params.get("variables")
-        if variables is not None:
-            try:
-                variables = orjson.loads(variables)
-            except orjson.JSONDecodeError as error:
-                raise HttpProblem(
-                    400, "BAD_REQUEST", f"`variables` is not valid JSON: {error}."
-                ) from None
-        fields = _body_fields(
-            {
-                "query": params.get("query"),
-                "variables": variables,
-                "operationName": params.get("operationName"),
-            }
-        )
+        fields = _query_fields(request)
         response = await self._run(request, request_id, media_type, fields, GET_OPERATIONS)
         # The answer depends on the key; no shared cache may keep it.
         response.headers["Cache-Control"] = "private, no-store"
@@ -281,14 +299,69 @@ class GraphQLHTTP:
         return response
 
     async def _post(self, request: Request, request_id: str, media_type: str) -> Response:
+        fields = await self._post_fields(request)
+        return await self._run(request, request_id, media_type, fields, POST_OPERATIONS)
+
+    async def _post_fields(self, request: Request) -> tuple[str, dict[str, Any] | None, str | None]:
+        """The operation of a POST's JSON body, or HttpProblem 413/415/400."""
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != JSON:
             # Only JSON bodies: a browser cannot send one cross-site without a CORS preflight.
             raise HttpProblem(
                 415, "UNSUPPORTED_MEDIA_TYPE", f"Content-Type must be {JSON}, got {content_type!r}."
             )
-        fields = _body_fields(await self._json_body(request))
-        return await self._run(request, request_id, media_type, fields, POST_OPERATIONS)
+        return _body_fields(await self._json_body(request))
+
+    async def _sse(self, request: Request, request_id: str, live: LiveEngine) -> Response:
+        """GraphQL over SSE: any operation with POST, subscriptions with GET. A request
+        refused before its operation starts gets the status and JSON body of the JSON path."""
+        if not self.origins.allows(request):
+            raise HttpProblem(403, FORBIDDEN_ORIGIN, self.origins.refusal(request))
+        allowed: frozenset[OperationType] | None = None
+        if request.method == "POST":
+            fields = await self._post_fields(request)
+        else:
+            fields = _query_fields(request)
+            kind = shape_of(fields[0], fields[2]).kind
+            if kind == "mutation":
+                raise HttpProblem(
+                    405, "METHOD_NOT_ALLOWED", "Mutations are only accepted with POST.",
+                    {"Allow": "POST"},
+                )  # fmt: skip
+            if kind == "query":
+                raise HttpProblem(
+                    400,
+                    "BAD_REQUEST",
+                    "GET with Accept: text/event-stream runs subscriptions; send queries "
+                    "with POST.",
+                )
+            allowed = SSE_GET_OPERATIONS
+        resume_after_seq = _last_event_id(request)
+        services: Services = request.state.services
+        headers = {"X-Request-ID": request_id}
+        try:
+            async with asyncio.timeout(self.timeout_seconds):
+                caller = await self._caller(request)
+                outcome = await sse.open_stream(
+                    live,
+                    services,
+                    Connection(request_id, caller=caller),
+                    OperationRequest(*fields),
+                    headers,
+                    allowed=allowed,
+                    resume_after_seq=resume_after_seq,
+                )
+        except TimeoutError:
+            raise self._timed_out(request_id) from None
+        if isinstance(outcome, StreamingResponse):
+            return outcome
+        if outcome is None:
+            raise HttpProblem(
+                500,
+                "INTERNAL_SERVER_ERROR",
+                f"The operation failed unexpectedly (request id {request_id}); it is logged.",
+            )
+        return self._respond({"errors": sse.error_list(outcome)}, 400, JSON, request_id)
 
     async def _run(
         self,
@@ -303,18 +376,10 @@ class GraphQLHTTP:
         forever."""
         try:
             async with asyncio.timeout(self.timeout_seconds):
-                org_id = await self._organization(request)
-                result = await self._execute(request, request_id, org_id, fields, allowed)
+                caller = await self._caller(request)
+                result = await self._execute(request, request_id, caller.org_id, fields, allowed)
         except TimeoutError:
-            log.warning("request %s did not finish within %g s", request_id, self.timeout_seconds)
-            raise HttpProblem(
-                503,
-                UNAVAILABLE,
-                f"The request did not finish within {self.timeout_seconds:g} s; try again "
-                "shortly. A mutation may or may not have been applied: addMessages retried "
-                "with the same idempotencyKey is safe.",
-                RETRY_AFTER,
-            ) from None
+            raise self._timed_out(request_id) from None
         status = 400 if media_type == GRAPHQL_RESPONSE and _is_request_error(result) else 200
         headers = None
         if _is_unavailable(result):
@@ -326,25 +391,36 @@ class GraphQLHTTP:
             body["errors"] = [_formatted(e) for e in result.errors]
         return self._respond(body, status, media_type, request_id, headers)
 
-    async def _organization(self, request: Request) -> str:
-        """The organization of the request's API key, or HttpProblem 401/503."""
+    def _timed_out(self, request_id: str) -> HttpProblem:
+        log.warning("request %s did not finish within %g s", request_id, self.timeout_seconds)
+        return HttpProblem(
+            503,
+            UNAVAILABLE,
+            f"The request did not finish within {self.timeout_seconds:g} s; try again "
+            "shortly. A mutation may or may not have been applied: addMessages retried "
+            "with the same idempotencyKey is safe.",
+            RETRY_AFTER,
+        )
+
+    async def _caller(self, request: Request) -> Caller:
+        """The caller the request's API key authenticates, or HttpProblem 401/503."""
         services: Services = request.state.services
         try:
-            org_id = await services.verifier.organization_of(
+            caller = await services.verifier.caller_of(
                 bearer_key(request.headers.get("authorization"))
             )
         except Exception as error:
             if not is_database_unavailable(error):
                 raise
             raise HttpProblem(503, UNAVAILABLE, UNAVAILABLE_MESSAGE, RETRY_AFTER) from None
-        if org_id is None:
+        if caller is None:
             raise HttpProblem(
                 401,
                 "UNAUTHENTICATED",
                 "A valid API key is required: send `Authorization: Bearer <key>`.",
                 {"WWW-Authenticate": 'Bearer realm="sessiongraph"'},
             )
-        return org_id
+        return caller
 
     async def _execute(
         self,
@@ -374,7 +450,8 @@ class GraphQLHTTP:
             raise HttpProblem(
                 400,
                 "BAD_REQUEST",
-                "Subscriptions run over a websocket on this path, not over HTTP.",
+                "Subscriptions run over a websocket on this path, or over SSE (send "
+                "`Accept: text/event-stream`), not as JSON.",
             ) from None
         except (CannotGetOperationTypeError, MissingQueryError):
             raise HttpProblem(
@@ -415,6 +492,26 @@ class GraphQLHTTP:
             media_type=media_type,
             headers={"X-Request-ID": request_id, **(headers or {})},
         )
+
+
+def _query_fields(request: Request) -> tuple[str, dict[str, Any] | None, str | None]:
+    """The operation in a GET's query string, or HttpProblem 400."""
+    params = request.query_params
+    variables: Any = params.get("variables")
+    if variables is not None:
+        try:
+            variables = orjson.loads(variables)
+        except orjson.JSONDecodeError as error:
+            raise HttpProblem(
+                400, "BAD_REQUEST", f"`variables` is not valid JSON: {error}."
+            ) from None
+    return _body_fields(
+        {
+            "query": params.get("query"),
+            "variables": variables,
+            "operationName": params.get("operationName"),
+        }
+    )
 
 
 def _formatted(error: GraphQLError) -> dict[str, Any]:
