@@ -113,7 +113,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # Also on the app itself, for operators' tooling and the tests' leak checks.
             app.state.services = services
             app.state.subscriptions = live.tracker
-            app.state.live = live
             try:
                 yield {"services": services, "database": db}
             finally:
@@ -164,7 +163,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 RateLimit, rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst
             )
         )
-    return Starlette(
+    app = Starlette(
         middleware=middleware,
         routes=[
             Route(
@@ -179,3 +178,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ],
         lifespan=lifespan,
     )
+    # For the server (sessiongraph.server), which ends SSE streams as shutdown begins.
+    app.state.live = live
+    return app

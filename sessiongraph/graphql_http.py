@@ -317,6 +317,10 @@ class GraphQLHTTP:
         refused before its operation starts gets the status and JSON body of the JSON path."""
         if not self.origins.allows(request):
             raise HttpProblem(403, FORBIDDEN_ORIGIN, self.origins.refusal(request))
+        if live.tracker.draining:
+            raise HttpProblem(
+                503, UNAVAILABLE, "The server is shutting down; retry shortly.", RETRY_AFTER
+            )
         allowed: frozenset[OperationType] | None = None
         if request.method == "POST":
             fields = await self._post_fields(request)

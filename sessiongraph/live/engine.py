@@ -25,7 +25,14 @@ from strawberry.types.graphql import OperationType
 
 from sessiongraph.auth import Caller
 from sessiongraph.live.sharing import Delivery, SharedStreams, delivery_of, group_key
-from sessiongraph.live.tracking import Connection, Subscription, SubscriptionTracker
+from sessiongraph.live.tracking import (
+    SHUTDOWN_CODE,
+    SHUTDOWN_MESSAGE,
+    SSE,
+    Connection,
+    Subscription,
+    SubscriptionTracker,
+)
 from sessiongraph.metrics import Metrics
 from sessiongraph.services import Services
 from storage.clock import utc_now
@@ -219,6 +226,17 @@ class LiveEngine:
         closes = [c.close(CALLER_ENDED_CODE, reason) for c in ending if c.close is not None]
         await asyncio.gather(*closes, return_exceptions=True)
         return len(ending)
+
+    async def shutting_down(self) -> None:
+        """Shutdown begins: refuse new SSE streams and end those open. (uvicorn closes
+        websockets itself, with 1012, but waits for HTTP responses to finish, which an
+        SSE stream never does by itself.)"""
+        self.tracker.draining = True
+        streams = [c for c in list(self.tracker.connections) if c.protocol == SSE]
+        for connection in streams:
+            connection.ending = "shutdown"
+        closes = [c.close(SHUTDOWN_CODE, SHUTDOWN_MESSAGE) for c in streams if c.close is not None]
+        await asyncio.gather(*closes, return_exceptions=True)
 
     async def drain(self, grace_seconds: float) -> None:
         """At shutdown: end every connection and wait (bounded) for every subscription."""

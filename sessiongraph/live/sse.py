@@ -163,6 +163,7 @@ async def open_stream(
     )
 
     async def close(code: int, reason: str) -> None:
+        engine.tracker.closing(connection)
         await stream.stop()
 
     connection.close = close
