@@ -19,6 +19,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from schema.cost import QueryCostLimiter
+from schema.documents import MAX_TOKENS
 from schema.errors import ErrorPresenter, SafeParserCache
 from schema.messages import (
     AssistantMessage,
@@ -76,10 +77,10 @@ def create_schema(
         *MaxAliasesLimiter(max_alias_count=30).validation_rules,
     ]
     extensions: list[Callable[[], SchemaExtension]] = [
-        lambda: SafeParserCache(maxsize=512),
+        SafeParserCache,
         lambda: ValidationCache(maxsize=512),
         lambda: AddValidationRules(limit_rules),
-        lambda: MaxTokensLimiter(max_token_count=4000),
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: QueryCostLimiter(max_query_cost, default_page_size=20, field_page_sizes=PAGE_SIZES),
         ErrorPresenter,
         ExecutionStarts,

@@ -27,12 +27,12 @@ from graphql import (
     OperationDefinitionNode,
     OperationType,
     VariableNode,
-    parse,
 )
 from strawberry.schema.exceptions import CannotGetOperationTypeError
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 
 from resolvers.subscriptions import committed_at, yielded_seq
+from schema.documents import parsed_document
 
 SHAREABLE_FIELDS = {"messageAdded": "afterSeq", "sessionUpdated": None}
 """Root subscription fields that may be shared, each with the argument that prevents it."""
@@ -68,7 +68,7 @@ COMPLETE = Delivery("complete", "")
 def _shareable_document(query: str, operation_name: str | None) -> tuple[str, ...] | None:
     """The variable names that decide sharing, or None when the document is not shareable."""
     try:
-        document = parse(query)
+        document = parsed_document(query)
     except GraphQLError:
         return None
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]

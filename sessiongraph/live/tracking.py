@@ -33,10 +33,10 @@ from graphql import (
     OperationDefinitionNode,
     StringValueNode,
     VariableNode,
-    parse,
 )
 from starlette.websockets import WebSocketDisconnect
 
+from schema.documents import parsed_document
 from sessiongraph.auth import Caller
 from sessiongraph.metrics import Metrics, error_code
 
@@ -73,7 +73,7 @@ class Shape:
 def shape_of(query: str, operation_name: str | None) -> Shape:
     """The shape of the operation `operation_name` of `query` (empty when it cannot be told)."""
     try:
-        document = parse(query)
+        document = parsed_document(query)
     except GraphQLError:
         return Shape()
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
