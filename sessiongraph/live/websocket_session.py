@@ -13,6 +13,7 @@ from starlette.websockets import WebSocket
 
 from sessiongraph.auth import Caller, bearer_key
 from sessiongraph.live.engine import LiveEngine, OperationRequest
+from sessiongraph.live.sharing import Delivery
 from sessiongraph.live.tracking import Connection, is_disconnect
 from sessiongraph.services import Services
 
@@ -129,6 +130,7 @@ class WebSocketSession:
         """The connection was accepted (a protocol starts its timers here)."""
 
     async def handle(self, message: Any) -> None:
+        """Act on one decoded client message."""
         raise NotImplementedError
 
     async def close(self, code: int, reason: str) -> None:
@@ -193,10 +195,12 @@ class WebSocketSession:
         if self.operations.get(id) is asyncio.current_task():
             del self.operations[id]
 
-    async def send(self, id: str, delivery: Any) -> None:
+    async def send(self, id: str, delivery: Delivery) -> None:
+        """Frame and write one result (or refusal) of the operation `id`."""
         raise NotImplementedError
 
     async def complete(self, id: str) -> None:
+        """Tell the client the operation `id` has ended."""
         raise NotImplementedError
 
     async def cancelled(self, id: str) -> None:
