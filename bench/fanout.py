@@ -66,6 +66,8 @@ SCENARIOS = {
     "default": {"subscribers": "100,1000", "servers": 1},
     "two-servers": {"subscribers": "5000", "servers": 2},
 }
+LAST_WRITE_BUCKET = 'sessiongraph_subscription_event_last_write_seconds_bucket{field="messageAdded"'
+"""The server's own measure: each event's commit to its last write (a histogram)."""
 RECEIVE_TIMEOUT_SECONDS = 120
 FD_MARGIN = 1024
 
@@ -162,6 +164,31 @@ def _client_process(
         result_queue.put(asyncio.run(run()))
 
 
+async def last_write_buckets(http: Any, server: Server) -> dict[float, float] | None:
+    """The server's cumulative event→last-write histogram, by upper bound in seconds (None
+    for a process without sessiongraph's metrics, such as the bare broadcaster)."""
+    response = await http.get(server.url.removesuffix("/graphql") + "/metrics")
+    if response.status_code != 200:
+        return None
+    buckets: dict[float, float] = {}
+    for line in response.text.splitlines():
+        if line.startswith(LAST_WRITE_BUCKET):
+            bound = line.split('le="')[1].split('"')[0]
+            buckets[float(bound)] = float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def bucket_percentile(before: dict[float, float], after: dict[float, float], p: float) -> float:
+    """The upper bound (ms) of the bucket holding the p-th percentile of what was observed
+    between two scrapes."""
+    bounds = sorted(after)
+    total = after[bounds[-1]] - before.get(bounds[-1], 0.0)
+    for bound in bounds:
+        if after[bound] - before.get(bound, 0.0) >= p / 100 * total:
+            return bound * 1000
+    return float("inf")
+
+
 def raise_file_limit(needed: int) -> tuple[int, int]:
     """Raise this process's soft limit on open files (inherited by the servers and client
     processes it starts) to at least `needed`, up to the hard limit; (soft, hard) after."""
@@ -228,6 +255,7 @@ async def measure(
         rss_idle = [s.memory_kib()[0] for s in servers]
         measured_from.value = seq + 1
         last_seq.value = seq + messages
+        buckets_before = await last_write_buckets(http, servers[0])
         for index in range(messages):
             target = appends_to or servers[index % len(servers)]
             await gql(http, target.url, APPEND, sessionId=session_id)
@@ -237,10 +265,19 @@ async def measure(
             latencies.extend(await asyncio.to_thread(result_queue.get, True, 300))
         for worker in workers:
             worker.join(30)
+        buckets_after = await last_write_buckets(http, servers[0])
         peak = [s.memory_kib()[1] for s in servers]
     measured = sorted(latencies)
     per_server = subscribers / len(servers)
+    server_side: dict[str, float] = {}
+    if buckets_before is not None and buckets_after:
+        # The first server's own figure, bucketed: commit → last write of each event.
+        for p in (50, 99):
+            server_side[f"last_write_p{p}_ms_at_most"] = bucket_percentile(
+                buckets_before, buckets_after, p
+            )
     return {
+        **server_side,
         "subscribers": subscribers,
         "servers": len(servers),
         "client_processes": processes,
@@ -390,7 +427,9 @@ async def against_broadcaster(
                     f"run {run + 1}/{runs}, {count} subscribers: server p50 "
                     f"{pair['server']['p50_ms']:.1f} p99 {pair['server']['p99_ms']:.1f} ms; "
                     f"broadcaster p50 {pair['broadcaster']['p50_ms']:.1f} p99 "
-                    f"{pair['broadcaster']['p99_ms']:.1f} ms; p99 ratio {pair['p99_ratio']:.2f}"
+                    f"{pair['broadcaster']['p99_ms']:.1f} ms; p99 ratio {pair['p99_ratio']:.2f}; "
+                    "server-side event→last write p99 ≤ "
+                    f"{pair['server'].get('last_write_p99_ms_at_most', float('nan')):g} ms"
                 )
             summary = {
                 "subscribers": count,

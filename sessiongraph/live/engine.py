@@ -196,6 +196,16 @@ class LiveEngine:
         await send(delivery)
         if subscription is not None:
             self.tracker.sent(subscription, delivery.kind, delivery.committed, delivery.error_code)
+            metrics = self.tracker.metrics
+            committed = delivery.committed
+            # Once per event: by its last writer when a group shares it.
+            if (
+                metrics is not None
+                and committed is not None
+                and delivery.error_code is None
+                and (delivery.tally is None or delivery.tally.written())
+            ):
+                metrics.event_written(subscription.shape.field, committed)
 
     # Connections
 

@@ -42,6 +42,20 @@ Starter = Callable[[Callable[[], None]], Awaitable[AsyncIterator[ExecutionResult
 """Starts a group's execution; it calls its argument once the operation passed validation."""
 
 
+class Tally:
+    """How many of the members handed one event have yet to write it."""
+
+    __slots__ = ("remaining",)
+
+    def __init__(self, remaining: int) -> None:
+        self.remaining = remaining
+
+    def written(self) -> bool:
+        """One member wrote it; True for the last one."""
+        self.remaining -= 1
+        return self.remaining == 0
+
+
 class Delivery(NamedTuple):
     """One frame for every member: its type and encoded payload, and what the members
     report about it."""
@@ -59,6 +73,9 @@ class Delivery(NamedTuple):
     close_reason: str | None = None
     """For an "error": why graphql-transport-ws closes the connection over it (a document
     that does not parse, or names no operation it has) instead of answering it."""
+    tally: Tally | None = None
+    """For a live event a group hands its members: who has yet to write it (a subscriber on
+    its own is the only one: None)."""
 
 
 COMPLETE = Delivery("complete", "")
@@ -229,6 +246,11 @@ class _Group:
                     await close()
 
     def _deliver(self, delivery: Delivery) -> None:
+        if delivery.committed is not None and delivery.kind == "next":
+            tally = Tally(0)
+            delivery = delivery._replace(tally=tally)
+        else:
+            tally = None
         for member in self.members:
             if member.overflowed:
                 continue  # its last delivery is the `complete` that drops it
@@ -238,6 +260,8 @@ class _Group:
                 member.queue.put_nowait(COMPLETE)
             else:
                 member.queue.put_nowait(delivery)
+                if tally is not None:
+                    tally.remaining += 1
 
     async def stop(self) -> None:
         self.task.cancel()
