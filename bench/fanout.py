@@ -13,9 +13,15 @@ of each other's writes through a change stream (SESSIONGRAPH_EVENTS_MODE=changes
 Results are merged into bench/results/fanout.json by (subscribers, servers): a run replaces
 the entries it measured and keeps the others.
 
+With `--baseline broadcaster` each run measures the server and, side by side on the same
+database and with the same client, a bare broadcaster (bench/broadcaster.py: the same change
+stream, one pre-built frame per socket, no GraphQL, auth or tracking), in alternating order,
+and reports the server's p99 as a ratio of the broadcaster's (bench/results/fanout_floor.json).
+
     python -m bench.fanout                      # 100 and 1,000 subscribers, one server
     python -m bench.fanout --scenario two-servers   # 5,000 subscribers on two servers
     python -m bench.fanout --subscribers 5000 --servers 2 --client-processes 2
+    python -m bench.fanout --baseline broadcaster --subscribers 1000
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from bench.harness import (
     machine,
     percentile,
     print_table,
+    write_result,
 )
 
 SUBSCRIBE = """
@@ -59,6 +66,8 @@ SCENARIOS = {
     "default": {"subscribers": "100,1000", "servers": 1},
     "two-servers": {"subscribers": "5000", "servers": 2},
 }
+LAST_WRITE_BUCKET = 'sessiongraph_subscription_event_last_write_seconds_bucket{field="messageAdded"'
+"""The server's own measure: each event's commit to its last write (a histogram)."""
 RECEIVE_TIMEOUT_SECONDS = 120
 FD_MARGIN = 1024
 
@@ -155,6 +164,31 @@ def _client_process(
         result_queue.put(asyncio.run(run()))
 
 
+async def last_write_buckets(http: Any, server: Server) -> dict[float, float] | None:
+    """The server's cumulative event→last-write histogram, by upper bound in seconds (None
+    for a process without sessiongraph's metrics, such as the bare broadcaster)."""
+    response = await http.get(server.url.removesuffix("/graphql") + "/metrics")
+    if response.status_code != 200:
+        return None
+    buckets: dict[float, float] = {}
+    for line in response.text.splitlines():
+        if line.startswith(LAST_WRITE_BUCKET):
+            bound = line.split('le="')[1].split('"')[0]
+            buckets[float(bound)] = float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def bucket_percentile(before: dict[float, float], after: dict[float, float], p: float) -> float:
+    """The upper bound (ms) of the bucket holding the p-th percentile of what was observed
+    between two scrapes."""
+    bounds = sorted(after)
+    total = after[bounds[-1]] - before.get(bounds[-1], 0.0)
+    for bound in bounds:
+        if after[bound] - before.get(bound, 0.0) >= p / 100 * total:
+            return bound * 1000
+    return float("inf")
+
+
 def raise_file_limit(needed: int) -> tuple[int, int]:
     """Raise this process's soft limit on open files (inherited by the servers and client
     processes it starts) to at least `needed`, up to the hard limit; (soft, hard) after."""
@@ -169,10 +203,18 @@ def raise_file_limit(needed: int) -> tuple[int, int]:
 
 
 async def measure(
-    b: Bench, servers: list[Server], subscribers: int, messages: int, client_processes: int
+    b: Bench,
+    servers: list[Server],
+    subscribers: int,
+    messages: int,
+    client_processes: int,
+    appends_to: Server | None = None,
 ) -> dict[str, Any]:
+    """Subscribers on `servers`; messages appended through `appends_to` (default: the
+    servers in turn)."""
     async with b.client() as http:
-        session_id = (await gql(http, servers[0].url, CREATE))["createSession"]["id"]
+        writer = appends_to or servers[0]
+        session_id = (await gql(http, writer.url, CREATE))["createSession"]["id"]
         rss_before = [s.memory_kib()[0] for s in servers]
         context = multiprocessing.get_context("spawn")
         live_queue, result_queue = context.Queue(), context.Queue()
@@ -199,7 +241,7 @@ async def measure(
         while live < len(workers):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"only {live} of {len(workers)} client processes went live")
-            appended = await gql(http, servers[0].url, APPEND, sessionId=session_id)
+            appended = await gql(http, writer.url, APPEND, sessionId=session_id)
             seq = appended["addMessages"][0]["seq"]
             await asyncio.sleep(1.0)
             while True:
@@ -213,8 +255,9 @@ async def measure(
         rss_idle = [s.memory_kib()[0] for s in servers]
         measured_from.value = seq + 1
         last_seq.value = seq + messages
+        buckets_before = await last_write_buckets(http, servers[0])
         for index in range(messages):
-            target = servers[index % len(servers)]
+            target = appends_to or servers[index % len(servers)]
             await gql(http, target.url, APPEND, sessionId=session_id)
             await asyncio.sleep(max(0.05, subscribers / 10_000))
         latencies: list[float] = []
@@ -222,10 +265,19 @@ async def measure(
             latencies.extend(await asyncio.to_thread(result_queue.get, True, 300))
         for worker in workers:
             worker.join(30)
+        buckets_after = await last_write_buckets(http, servers[0])
         peak = [s.memory_kib()[1] for s in servers]
     measured = sorted(latencies)
     per_server = subscribers / len(servers)
+    server_side: dict[str, float] = {}
+    if buckets_before is not None and buckets_after:
+        # The first server's own figure, bucketed: commit → last write of each event.
+        for p in (50, 99):
+            server_side[f"last_write_p{p}_ms_at_most"] = bucket_percentile(
+                buckets_before, buckets_after, p
+            )
     return {
+        **server_side,
         "subscribers": subscribers,
         "servers": len(servers),
         "client_processes": processes,
@@ -287,7 +339,17 @@ async def main() -> None:
     parser.add_argument("--messages", type=int, default=30)
     parser.add_argument("--client-processes", type=int, default=2)
     parser.add_argument("--runs", type=int, default=3, help="runs per count; medians are reported")
+    parser.add_argument(
+        "--baseline",
+        choices=["broadcaster"],
+        help="also measure a bare broadcaster side by side and report the p99 ratio",
+    )
     args = parser.parse_args()
+    if args.baseline == "broadcaster":
+        counts = [int(c) for c in (args.subscribers or "1000").split(",")]
+        raise_file_limit(max(counts) + FD_MARGIN)
+        await against_broadcaster(counts, args.messages, args.client_processes, args.runs)
+        return
     scenario = SCENARIOS[args.scenario]
     counts = [int(c) for c in (args.subscribers or str(scenario["subscribers"])).split(",")]
     server_count = args.servers or int(scenario["servers"])
@@ -334,6 +396,68 @@ async def main() -> None:
         rows,
     )
     print(f"\nmerged into {merge_results(results)}")
+
+
+async def against_broadcaster(
+    counts: list[int], messages: int, client_processes: int, runs: int
+) -> None:
+    """The server and the bare broadcaster, side by side, alternating which goes first."""
+    results = []
+    rows = []
+    async with bench() as b:
+        for count in counts:
+            pairs = []
+            for run in range(runs):
+                async with (
+                    b.server(SESSIONGRAPH_EVENTS_MODE="changestream") as server,
+                    b.server(module="bench.broadcaster") as floor,
+                ):
+                    order = [("server", [server]), ("broadcaster", [floor])]
+                    if run % 2:
+                        order.reverse()
+                    pair: dict[str, Any] = {}
+                    for name, targets in order:
+                        pair[name] = await measure(
+                            b, targets, count, messages, client_processes, appends_to=server
+                        )
+                pair["p99_ratio"] = pair["server"]["p99_ms"] / pair["broadcaster"]["p99_ms"]
+                pair["p50_ratio"] = pair["server"]["p50_ms"] / pair["broadcaster"]["p50_ms"]
+                pairs.append(pair)
+                print(
+                    f"run {run + 1}/{runs}, {count} subscribers: server p50 "
+                    f"{pair['server']['p50_ms']:.1f} p99 {pair['server']['p99_ms']:.1f} ms; "
+                    f"broadcaster p50 {pair['broadcaster']['p50_ms']:.1f} p99 "
+                    f"{pair['broadcaster']['p99_ms']:.1f} ms; p99 ratio {pair['p99_ratio']:.2f}; "
+                    "server-side event→last write p99 ≤ "
+                    f"{pair['server'].get('last_write_p99_ms_at_most', float('nan')):g} ms"
+                )
+            summary = {
+                "subscribers": count,
+                "server_p50_ms": statistics.median(p["server"]["p50_ms"] for p in pairs),
+                "server_p99_ms": statistics.median(p["server"]["p99_ms"] for p in pairs),
+                "broadcaster_p50_ms": statistics.median(p["broadcaster"]["p50_ms"] for p in pairs),
+                "broadcaster_p99_ms": statistics.median(p["broadcaster"]["p99_ms"] for p in pairs),
+                "p99_ratio": statistics.median(p["p99_ratio"] for p in pairs),
+                "p50_ratio": statistics.median(p["p50_ratio"] for p in pairs),
+                "runs": pairs,
+            }
+            results.append(summary)
+            rows.append(
+                [
+                    count,
+                    summary["server_p50_ms"],
+                    summary["server_p99_ms"],
+                    summary["broadcaster_p50_ms"],
+                    summary["broadcaster_p99_ms"],
+                    summary["p99_ratio"],
+                ]
+            )
+    print_table(
+        f"fan-out against a bare broadcaster (median of {runs} runs, {messages} messages)",
+        ["subscribers", "server p50", "server p99", "floor p50", "floor p99", "p99 ratio"],
+        rows,
+    )
+    print(f"\nwritten to {write_result('fanout_floor', {'results': results})}")
 
 
 class _Servers:

@@ -71,7 +71,7 @@ LAYERS: list[tuple[str, str]] = [
     ("storage/", "our storage"),
     ("sessiongraph/access_log", "our logging/metrics middleware"),
     ("sessiongraph/metrics", "our logging/metrics middleware"),
-    ("sessiongraph/tracking", "our logging/metrics middleware"),
+    ("sessiongraph/live/tracking", "our logging/metrics middleware"),
     ("sessiongraph/auth", "our auth and rate limit"),
     ("sessiongraph/rate_limit", "our auth and rate limit"),
     ("sessiongraph/", "our HTTP view and app"),

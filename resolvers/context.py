@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,12 @@ class Context:
     messages: MessageStore
     events: EventHub
     connection_params: dict[str, Any] | None = None
+    resume_after_seq: int | None = None
+    """Set by a transport resuming a message stream (SSE's Last-Event-ID): the stream
+    replays after this seq, as `afterSeq` would."""
+    execution_started: Callable[[], None] | None = None
+    """Called once the operation has passed parsing and validation and starts executing
+    (schema.streaming.ExecutionStarts): a streaming transport answers only then."""
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:

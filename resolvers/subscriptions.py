@@ -27,6 +27,7 @@ HOLE_RETRY_SECONDS = 0.2
 HOLE_GIVE_UP_SECONDS = 5.0
 
 _committed_at: ContextVar[datetime | None] = ContextVar("committed_at", default=None)
+_yielded_seq: ContextVar[int | None] = ContextVar("yielded_seq", default=None)
 
 
 def committed_at() -> datetime | None:
@@ -37,6 +38,12 @@ def committed_at() -> datetime | None:
     the result can tell how long the event took to reach the subscriber.
     """
     return _committed_at.get()
+
+
+def yielded_seq() -> int | None:
+    """The seq of the message a stream of this task last yielded (None for a session
+    stream): what a transport that resumes by event id (SSE) sends as that id."""
+    return _yielded_seq.get()
 
 
 def _authenticated(ctx: Context) -> None:
@@ -71,6 +78,9 @@ async def message_stream(
     _authenticated(ctx)
     if after_seq is not None and after_seq < 0:
         raise BadUserInput(f"afterSeq = {after_seq}: must be 0 or more.", fields=["afterSeq"])
+    if ctx.resume_after_seq is not None:
+        # A transport resuming a stream (SSE's Last-Event-ID) overrides the document's.
+        after_seq = ctx.resume_after_seq
     with ctx.events.subscribe(session_id) as feed:
         session = await ctx.sessions.get(ctx.org_id, session_id)
         if session is None:
@@ -78,11 +88,13 @@ async def message_stream(
         last = session["message_count"] if after_seq is None else after_seq
         async for record in _stored_after(ctx, session_id, last):
             _committed_at.set(None)
+            _yielded_seq.set(record["seq"])
             yield record
             last = record["seq"]
         stream = _LiveMessages(ctx, feed, session, last)
         async for record in stream.follow():
             _committed_at.set(record["created_at"])
+            _yielded_seq.set(record["seq"])
             yield record
 
 

@@ -20,6 +20,7 @@ from strawberry.types import ExecutionContext
 
 from resolvers.nodes import NODES_MAX
 from schema.cost import QueryCostLimiter
+from schema.documents import MAX_TOKENS
 from schema.errors import ErrorPresenter, SafeParserCache
 from schema.messages import (
     AssistantMessage,
@@ -32,6 +33,7 @@ from schema.observe import OperationObserver, OperationObserving
 from schema.relay import NodeQueries
 from schema.scalars import SCALAR_MAP
 from schema.sessions import SessionMutations, SessionQueries
+from schema.streaming import ExecutionStarts
 from schema.subscriptions import Subscription
 
 PAGE_SIZES = {("Query", "sessions"): 20, ("Session", "messages"): 50}
@@ -81,10 +83,10 @@ def create_schema(
         *MaxAliasesLimiter(max_alias_count=30).validation_rules,
     ]
     extensions: list[Callable[[], SchemaExtension]] = [
-        lambda: SafeParserCache(maxsize=512),
+        SafeParserCache,
         lambda: ValidationCache(maxsize=512),
         lambda: AddValidationRules(limit_rules),
-        lambda: MaxTokensLimiter(max_token_count=4000),
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: QueryCostLimiter(
             max_query_cost,
             default_page_size=20,
@@ -92,6 +94,7 @@ def create_schema(
             list_arguments=LIST_ARGUMENTS,
         ),
         ErrorPresenter,
+        ExecutionStarts,
     ]
     if not introspection:
         extensions.insert(2, DisableIntrospection)

@@ -7,23 +7,25 @@ from collections.abc import Iterator
 from typing import Any
 
 from graphql import GraphQLError
-from strawberry.extensions import ParserCache, SchemaExtension
+from strawberry.extensions import SchemaExtension
 from strawberry.types.execution import PreExecutionError
 
 from resolvers.errors import present
+from schema.documents import parsed_document
 
 
-class SafeParserCache(ParserCache):
-    """Strawberry's parser cache, except for documents that do not parse: those are left to
-    Strawberry's own parse step, which reports them as a request error. (The cache's
-    exception escapes `Schema.stream`, crashing a websocket operation's task.)"""
+class SafeParserCache(SchemaExtension):
+    """Parses through the shared document cache (schema/documents.py), except documents
+    that do not parse: those are left to Strawberry's own parse step, which reports them as
+    a request error. (Strawberry's ParserCache lets the exception escape `Schema.stream`.)"""
 
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
-        with contextlib.suppress(GraphQLError):
-            context.graphql_document = self.cached_parse_document(
-                context.query, **context.parse_options
-            )
+        if context.query is not None:
+            with contextlib.suppress(GraphQLError):
+                context.graphql_document = parsed_document(
+                    context.query, context.parse_options.get("max_tokens")
+                )
         yield
 
 

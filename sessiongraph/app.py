@@ -27,7 +27,9 @@ from sessiongraph.dev_key import announce_development_key
 from sessiongraph.documents import PersistedDocuments
 from sessiongraph.embedded import EmbeddedDatabase
 from sessiongraph.graphql_http import GraphQLHTTP
-from sessiongraph.graphql_ws import GraphQLWebSocket
+from sessiongraph.live.engine import LiveEngine
+from sessiongraph.live.origins import OriginPolicy
+from sessiongraph.live.websocket import GraphQLWebSocket
 from sessiongraph.metrics import Metrics
 from sessiongraph.rate_limit import RateLimit
 from sessiongraph.services import Services
@@ -60,20 +62,23 @@ def create_app(settings: Settings | None = None) -> Starlette:
         observe_operation=metrics.observe_operation if metrics is not None else None,
         trace_operations=tracing.schema_extension() if tracing is not None else None,
     )
+    live = LiveEngine(
+        schema,
+        subscriber_buffer=settings.subscriber_buffer,
+        max_subscriptions=settings.ws_max_subscriptions,
+        keep_alive_seconds=settings.ws_keep_alive_seconds,
+        init_timeout_seconds=settings.ws_init_timeout_seconds,
+        metrics=metrics,
+    )
+    origins = OriginPolicy(settings.cors_origins)
     graphql_http = GraphQLHTTP(
         schema,
         graphiql=settings.graphiql,
         max_body_bytes=settings.max_body_bytes,
         get_queries=settings.graphql_get,
         timeout_seconds=settings.request_timeout_seconds,
-    )
-    graphql_ws = GraphQLWebSocket(
-        schema,
-        init_timeout_seconds=settings.ws_init_timeout_seconds,
-        keep_alive_seconds=settings.ws_keep_alive_seconds,
-        max_subscriptions=settings.ws_max_subscriptions,
-        subscriber_buffer=settings.subscriber_buffer,
-        metrics=metrics,
+        live=live,
+        origins=origins,
     )
 
     @asynccontextmanager
@@ -121,14 +126,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 await announce_development_key(keys, settings)
             # Also on the app itself, for operators' tooling and the tests' leak checks.
             app.state.services = services
-            app.state.subscriptions = graphql_ws.tracker
+            app.state.subscriptions = live.tracker
             try:
                 yield {"services": services, "database": db}
             finally:
                 # uvicorn has closed the websockets (1012) and waited for them; close any
-                # left, and let every subscription stop before what it reads from goes.
+                # left, end the SSE streams, and let every subscription stop before what
+                # it reads from goes.
                 try:
-                    await graphql_ws.tracker.drain(settings.shutdown_timeout_seconds)
+                    await live.drain(settings.shutdown_timeout_seconds)
                 finally:
                     log.info("shutting down: closing the change stream and the database client")
                     await events.stop()
@@ -176,13 +182,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 RateLimit, rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst
             )
         )
-    return Starlette(
+    app = Starlette(
         middleware=middleware,
         routes=[
             Route(
                 "/graphql", graphql_http.handle, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]
             ),
-            WebSocketRoute("/graphql", graphql_ws),
+            WebSocketRoute("/graphql", GraphQLWebSocket(live, origins)),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             *([Route("/metrics", metrics.endpoint)] if metrics is not None else []),
@@ -191,3 +197,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ],
         lifespan=lifespan,
     )
+    # For the server (sessiongraph.server), which ends SSE streams as shutdown begins.
+    app.state.live = live
+    return app

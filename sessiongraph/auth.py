@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
 
 from storage import ApiKeyStore
 
@@ -17,6 +19,15 @@ def bearer_key(authorization: str | None) -> str | None:
     return key if scheme.lower() == "bearer" and key else None
 
 
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An authenticated caller: its organization, and when its credential stops being
+    valid (None: an API key, valid until revoked). Live connections and streams end then."""
+
+    org_id: str
+    expires_at: datetime | None = None
+
+
 class KeyVerifier:
     """Resolves API keys to organizations, remembering answers for a few seconds so that
     a busy client does not cost a key lookup per request."""
@@ -26,6 +37,11 @@ class KeyVerifier:
         self._ttl = cache_seconds
         self._max = max_entries
         self._cache: OrderedDict[str, tuple[str, float]] = OrderedDict()
+
+    async def caller_of(self, key: str | None) -> Caller | None:
+        """The caller a key authenticates, or None when it is missing, unknown or revoked."""
+        org_id = await self.organization_of(key)
+        return Caller(org_id) if org_id is not None else None
 
     async def organization_of(self, key: str | None) -> str | None:
         """The key's organization, or None when the key is missing, unknown or revoked."""

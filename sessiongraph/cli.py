@@ -10,6 +10,7 @@ import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -138,20 +139,26 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    uvicorn.run(
-        "sessiongraph.app:create_app",
-        factory=True,
-        host=os.environ["SESSIONGRAPH_HOST"],
-        port=int(os.environ["SESSIONGRAPH_PORT"]),
-        workers=args.workers,
-        log_level=settings.log_level.lower(),
-        log_config=log_config(settings.log_level, settings.log_format),
+    options: dict[str, Any] = {
+        "host": os.environ["SESSIONGRAPH_HOST"],
+        "port": int(os.environ["SESSIONGRAPH_PORT"]),
+        "log_level": settings.log_level.lower(),
+        "log_config": log_config(settings.log_level, settings.log_format),
         # One line per request: sessiongraph.access, with the request id and duration.
-        access_log=False,
-        ws_per_message_deflate=False,
+        "access_log": False,
+        "ws_per_message_deflate": False,
         # Then websockets are closed with 1012 and requests cancelled: a stop never hangs.
-        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
-    )
+        "timeout_graceful_shutdown": settings.shutdown_timeout_seconds,
+    }
+    if args.workers > 1:
+        # uvicorn's own workers: SSE streams end at the graceful timeout, not at once.
+        uvicorn.run("sessiongraph.app:create_app", factory=True, workers=args.workers, **options)
+        return 0
+    from sessiongraph.app import create_app
+    from sessiongraph.server import Server
+
+    app = create_app()
+    Server(uvicorn.Config(app, **options), app.state.live).run()
     return 0
 
 

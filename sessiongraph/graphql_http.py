@@ -6,8 +6,10 @@ otherwise (200 once the request is well formed). Either way, a result that holds
 the database being unavailable gets 503 with Retry-After, a signal load balancers and
 clients act on. GET from a browser serves GraphiQL; GET with `?query=` runs a query when
 SESSIONGRAPH_GRAPHQL_GET is on (never a mutation). Authentication and execution are bounded
-by SESSIONGRAPH_REQUEST_TIMEOUT_SECONDS. Which document runs (a `query`, a `documentId`, an
-APQ hash) is `sessiongraph.documents`' decision.
+by SESSIONGRAPH_REQUEST_TIMEOUT_SECONDS. With `Accept: text/event-stream` the operation runs
+over SSE instead (sessiongraph/live/sse.py): any operation with POST, subscriptions with GET,
+after the same parsing, authentication and limits. Which document runs (a `query`, a
+`documentId`, an APQ hash) is `sessiongraph.documents`' decision.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import orjson
 import strawberry
 from graphql import GraphQLError
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, Response, StreamingResponse
 from strawberry.exceptions import MissingQueryError
 from strawberry.http.ides import get_graphql_ide_html
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
@@ -31,8 +33,12 @@ from strawberry.types.graphql import OperationType
 
 from resolvers.errors import UNAVAILABLE_MESSAGE
 from sessiongraph.access_log import REQUEST_ID
-from sessiongraph.auth import bearer_key
+from sessiongraph.auth import Caller, bearer_key
 from sessiongraph.documents import DocumentProblem, RequestDocument
+from sessiongraph.live import sse
+from sessiongraph.live.engine import LiveEngine, OperationRequest
+from sessiongraph.live.origins import FORBIDDEN_ORIGIN, OriginPolicy
+from sessiongraph.live.tracking import Connection, shape_of
 from sessiongraph.services import Services
 from storage import is_database_unavailable
 
@@ -42,6 +48,7 @@ GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
 POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
 GET_OPERATIONS = frozenset({OperationType.QUERY})
+SSE_GET_OPERATIONS = frozenset({OperationType.SUBSCRIPTION})
 UNAVAILABLE = "SERVICE_UNAVAILABLE"
 RETRY_AFTER = {"Retry-After": "5"}
 
@@ -118,10 +125,8 @@ class HttpProblem(Exception):
         self.headers = headers or {}
 
 
-def _negotiate(accept: str | None) -> str:
-    """The response media type for an Accept header, or HttpProblem 406."""
-    if not accept:
-        return JSON
+def _offered(accept: str) -> list[str]:
+    """The media types of an Accept header that have q > 0, most preferred first."""
     offered = []
     for part in accept.split(","):
         media, *params = (p.strip() for p in part.split(";"))
@@ -136,7 +141,19 @@ def _negotiate(accept: str | None) -> str:
         if q > 0:
             offered.append((q, media.lower()))
     offered.sort(key=lambda item: -item[0])
-    for _, media in offered:
+    return [media for _, media in offered]
+
+
+def _wants_event_stream(accept: str | None) -> bool:
+    """Whether the client asks for GraphQL over SSE (`Accept: text/event-stream`)."""
+    return bool(accept) and sse.MEDIA_TYPE in _offered(accept or "")
+
+
+def _negotiate(accept: str | None) -> str:
+    """The response media type for an Accept header, or HttpProblem 406."""
+    if not accept:
+        return JSON
+    for media in _offered(accept):
         if media == GRAPHQL_RESPONSE:
             return GRAPHQL_RESPONSE
         if media in (JSON, "application/*", "*/*"):
@@ -173,6 +190,21 @@ def _body_fields(body: Any) -> Fields:
     return document, variables, name
 
 
+def _last_event_id(request: Request) -> int | None:
+    """The seq an SSE client resumes after (`Last-Event-ID`), or HttpProblem 400."""
+    value = request.headers.get("last-event-id")
+    if value is None or not value.strip():
+        return None
+    if not value.strip().isdigit():
+        raise HttpProblem(
+            400,
+            "BAD_REQUEST",
+            f"Last-Event-ID {value[:40]!r}: must be the id of an event this server sent "
+            "(a message seq, 0 or more).",
+        )
+    return int(value.strip())
+
+
 def _is_request_error(result: ExecutionResult) -> bool:
     """Whether the result is a request error: nothing executed, so no `data` entry."""
     if isinstance(result, PreExecutionError):
@@ -205,8 +237,12 @@ class GraphQLHTTP:
         max_body_bytes: int,
         get_queries: bool = False,
         timeout_seconds: float = 10.0,
+        live: LiveEngine | None = None,
+        origins: OriginPolicy | None = None,
     ) -> None:
         self.schema = schema
+        self.live = live
+        self.origins = origins or OriginPolicy([])
         self.graphiql_html = graphiql_page() if graphiql else None
         self.max_body_bytes = max_body_bytes
         self.get_queries = get_queries
@@ -219,6 +255,9 @@ class GraphQLHTTP:
         request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
         media_type = JSON
         try:
+            wants_sse = _wants_event_stream(request.headers.get("accept"))
+            if self.live is not None and request.method in ("GET", "POST") and wants_sse:
+                return await self._sse(request, request_id, self.live)
             if request.method in ("GET", "HEAD") and not _names_document(request):
                 return self._ide(request, request_id)
             if request.method not in ("GET", "HEAD", "POST"):
@@ -262,16 +301,7 @@ class GraphQLHTTP:
                 "send them with POST and a JSON body.",
                 {"Allow": self.allow},
             )
-        params = request.query_params
-        fields = _body_fields(
-            {
-                "query": params.get("query"),
-                "variables": _json_parameter(params.get("variables"), "variables"),
-                "operationName": params.get("operationName"),
-                "extensions": _json_parameter(params.get("extensions"), "extensions"),
-                "documentId": params.get("documentId"),
-            }
-        )
+        fields = _query_fields(request)
         response = await self._run(request, request_id, media_type, fields, GET_OPERATIONS)
         # The answer depends on the key; no shared cache may keep it.
         response.headers["Cache-Control"] = "private, no-store"
@@ -279,14 +309,84 @@ class GraphQLHTTP:
         return response
 
     async def _post(self, request: Request, request_id: str, media_type: str) -> Response:
+        fields = await self._post_fields(request)
+        return await self._run(request, request_id, media_type, fields, POST_OPERATIONS)
+
+    async def _post_fields(self, request: Request) -> Fields:
+        """The operation of a POST's JSON body, or HttpProblem 413/415/400."""
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != JSON:
             # Only JSON bodies: a browser cannot send one cross-site without a CORS preflight.
             raise HttpProblem(
                 415, "UNSUPPORTED_MEDIA_TYPE", f"Content-Type must be {JSON}, got {content_type!r}."
             )
-        fields = _body_fields(await self._json_body(request))
-        return await self._run(request, request_id, media_type, fields, POST_OPERATIONS)
+        return _body_fields(await self._json_body(request))
+
+    async def _sse(self, request: Request, request_id: str, live: LiveEngine) -> Response:
+        """GraphQL over SSE: any operation with POST, subscriptions with GET. A request
+        refused before its operation starts gets the status and JSON body of the JSON path."""
+        if not self.origins.allows(request):
+            raise HttpProblem(403, FORBIDDEN_ORIGIN, self.origins.refusal(request))
+        if live.tracker.draining:
+            raise HttpProblem(
+                503, UNAVAILABLE, "The server is shutting down; retry shortly.", RETRY_AFTER
+            )
+        if request.method == "POST":
+            fields = await self._post_fields(request)
+        else:
+            fields = _query_fields(request)
+        resume_after_seq = _last_event_id(request)
+        services: Services = request.state.services
+        headers = {"X-Request-ID": request_id}
+        try:
+            async with asyncio.timeout(self.timeout_seconds):
+                caller = await self._caller(request)
+                document = await self._document(request, caller.org_id, fields[0])
+                allowed = self._sse_operations(request, document.text, fields[2])
+                outcome = await sse.open_stream(
+                    live,
+                    services,
+                    Connection(request_id, caller=caller),
+                    OperationRequest(document.text, *fields[1:]),
+                    headers,
+                    allowed=allowed,
+                    resume_after_seq=resume_after_seq,
+                )
+                if document.register_as is not None and isinstance(outcome, StreamingResponse):
+                    await services.documents.remember(caller.org_id, document)
+        except TimeoutError:
+            raise self._timed_out(request_id) from None
+        if isinstance(outcome, StreamingResponse):
+            return outcome
+        if outcome is None:
+            raise HttpProblem(
+                500,
+                "INTERNAL_SERVER_ERROR",
+                f"The operation failed unexpectedly (request id {request_id}); it is logged.",
+            )
+        return self._respond({"errors": sse.error_list(outcome)}, 400, JSON, request_id)
+
+    @staticmethod
+    def _sse_operations(
+        request: Request, query: str, operation_name: str | None
+    ) -> frozenset[OperationType] | None:
+        """What an SSE request may run: anything with POST, only subscriptions with GET
+        (HttpProblem 405 for a mutation, 400 for a query)."""
+        if request.method == "POST":
+            return None
+        kind = shape_of(query, operation_name).kind
+        if kind == "mutation":
+            raise HttpProblem(
+                405, "METHOD_NOT_ALLOWED", "Mutations are only accepted with POST.",
+                {"Allow": "POST"},
+            )  # fmt: skip
+        if kind == "query":
+            raise HttpProblem(
+                400,
+                "BAD_REQUEST",
+                "GET with Accept: text/event-stream runs subscriptions; send queries with POST.",
+            )
+        return SSE_GET_OPERATIONS
 
     async def _run(
         self,
@@ -301,24 +401,16 @@ class GraphQLHTTP:
         forever."""
         try:
             async with asyncio.timeout(self.timeout_seconds):
-                org_id = await self._organization(request)
-                document = await self._document(request, org_id, fields[0])
+                caller = await self._caller(request)
+                document = await self._document(request, caller.org_id, fields[0])
                 result = await self._execute(
-                    request, request_id, org_id, (document.text, *fields[1:]), allowed
+                    request, request_id, caller.org_id, (document.text, *fields[1:]), allowed
                 )
                 if document.register_as is not None and not _is_request_error(result):
                     services: Services = request.state.services
-                    await services.documents.remember(org_id, document)
+                    await services.documents.remember(caller.org_id, document)
         except TimeoutError:
-            log.warning("request %s did not finish within %g s", request_id, self.timeout_seconds)
-            raise HttpProblem(
-                503,
-                UNAVAILABLE,
-                f"The request did not finish within {self.timeout_seconds:g} s; try again "
-                "shortly. A mutation may or may not have been applied: createSession and "
-                "addMessages retried with the same idempotencyKey are safe.",
-                RETRY_AFTER,
-            ) from None
+            raise self._timed_out(request_id) from None
         status = 400 if media_type == GRAPHQL_RESPONSE and _is_request_error(result) else 200
         headers = None
         if _is_unavailable(result):
@@ -330,25 +422,36 @@ class GraphQLHTTP:
             body["errors"] = [_formatted(e) for e in result.errors]
         return self._respond(body, status, media_type, request_id, headers)
 
-    async def _organization(self, request: Request) -> str:
-        """The organization of the request's API key, or HttpProblem 401/503."""
+    def _timed_out(self, request_id: str) -> HttpProblem:
+        log.warning("request %s did not finish within %g s", request_id, self.timeout_seconds)
+        return HttpProblem(
+            503,
+            UNAVAILABLE,
+            f"The request did not finish within {self.timeout_seconds:g} s; try again "
+            "shortly. A mutation may or may not have been applied: createSession and "
+            "addMessages retried with the same idempotencyKey are safe.",
+            RETRY_AFTER,
+        )
+
+    async def _caller(self, request: Request) -> Caller:
+        """The caller the request's API key authenticates, or HttpProblem 401/503."""
         services: Services = request.state.services
         try:
-            org_id = await services.verifier.organization_of(
+            caller = await services.verifier.caller_of(
                 bearer_key(request.headers.get("authorization"))
             )
         except Exception as error:
             if not is_database_unavailable(error):
                 raise
             raise HttpProblem(503, UNAVAILABLE, UNAVAILABLE_MESSAGE, RETRY_AFTER) from None
-        if org_id is None:
+        if caller is None:
             raise HttpProblem(
                 401,
                 "UNAUTHENTICATED",
                 "A valid API key is required: send `Authorization: Bearer <key>`.",
                 {"WWW-Authenticate": 'Bearer realm="sessiongraph"'},
             )
-        return org_id
+        return caller
 
     @staticmethod
     async def _document(request: Request, org_id: str, names: dict[str, Any]) -> RequestDocument:
@@ -391,7 +494,8 @@ class GraphQLHTTP:
             raise HttpProblem(
                 400,
                 "BAD_REQUEST",
-                "Subscriptions run over a websocket on this path, not over HTTP.",
+                "Subscriptions run over a websocket on this path, or over SSE (send "
+                "`Accept: text/event-stream`), not as JSON.",
             ) from None
         except (CannotGetOperationTypeError, MissingQueryError):
             raise HttpProblem(
@@ -432,6 +536,20 @@ class GraphQLHTTP:
             media_type=media_type,
             headers={"X-Request-ID": request_id, **(headers or {})},
         )
+
+
+def _query_fields(request: Request) -> Fields:
+    """The operation in a GET's query string, or HttpProblem 400."""
+    params = request.query_params
+    return _body_fields(
+        {
+            "query": params.get("query"),
+            "variables": _json_parameter(params.get("variables"), "variables"),
+            "operationName": params.get("operationName"),
+            "extensions": _json_parameter(params.get("extensions"), "extensions"),
+            "documentId": params.get("documentId"),
+        }
+    )
 
 
 def _names_document(request: Request) -> bool:

@@ -151,6 +151,14 @@ class Metrics:
             buckets=FANOUT_BUCKETS,
             registry=registry,
         )
+        self.last_write_latency = Histogram(
+            "sessiongraph_subscription_event_last_write_seconds",
+            "Time from a live event's commit to the last write of its result to the "
+            "subscribers it was handed to (once per event, however many share it).",
+            ["field"],
+            buckets=FANOUT_BUCKETS,
+            registry=registry,
+        )
         self.database_command_failures = Counter(
             "sessiongraph_database_command_failures",
             "Database commands that failed, by command name.",
@@ -165,6 +173,7 @@ class Metrics:
         fields = (*sorted(SUBSCRIPTION_FIELDS), OTHER)
         self._delivered = {f: self.events_delivered.labels(f) for f in fields}
         self._fanout = {f: self.fanout_latency.labels(f) for f in fields}
+        self._last_write = {f: self.last_write_latency.labels(f) for f in fields}
 
     # GraphQL operations
 
@@ -203,6 +212,11 @@ class Metrics:
         self._delivered[label].inc()
         if committed is not None:
             self._fanout[label].observe(max(0.0, time.time() - committed))
+
+    def event_written(self, field: str | None, committed: float) -> None:
+        """The last subscriber of a live event, committed `committed` seconds after the
+        epoch, has been sent its result."""
+        self._last_write[subscription_field(field)].observe(max(0.0, time.time() - committed))
 
     # HTTP
 

@@ -10,6 +10,8 @@ from contextlib import asynccontextmanager
 import uvicorn
 from starlette.applications import Starlette
 
+from sessiongraph.server import Server
+
 
 @asynccontextmanager
 async def serve(app: Starlette, sock: socket.socket) -> AsyncIterator[str]:
@@ -18,7 +20,7 @@ async def serve(app: Starlette, sock: socket.socket) -> AsyncIterator[str]:
     config = uvicorn.Config(
         app, log_level="warning", ws_per_message_deflate=False, timeout_graceful_shutdown=5
     )
-    instance = uvicorn.Server(config)
+    instance = Server(config, app.state.live)
     task = asyncio.create_task(instance.serve(sockets=[sock]))
     try:
         while not instance.started:

@@ -39,6 +39,7 @@ METRIC_FAMILIES = {
     "sessiongraph_subscriptions_ended": "counter",
     "sessiongraph_subscription_events_delivered": "counter",
     "sessiongraph_subscription_fanout_latency_seconds": "histogram",
+    "sessiongraph_subscription_event_last_write_seconds": "histogram",
     "sessiongraph_database_command_failures": "counter",
     "sessiongraph_change_stream_restarts": "counter",
 }
@@ -53,6 +54,7 @@ STARTED = "sessiongraph_subscriptions_started_total"
 ENDED = "sessiongraph_subscriptions_ended_total"
 DELIVERED = "sessiongraph_subscription_events_delivered_total"
 FANOUT = "sessiongraph_subscription_fanout_latency_seconds_count"
+LAST_WRITE = "sessiongraph_subscription_event_last_write_seconds_count"
 DB_FAILURES = "sessiongraph_database_command_failures_total"
 RESTARTS = "sessiongraph_change_stream_restarts_total"
 
@@ -283,6 +285,25 @@ async def test_a_subscription_is_counted_while_it_runs_and_its_events_are_delive
     assert delta(ENDED, **field, reason="client_stop") == 1
     operation = {"operation": "MetricsWatch", "type": "subscription", "outcome": "ok"}
     assert delta(OPERATIONS, **operation) == 1
+
+
+async def test_an_event_shared_by_subscribers_is_timed_once_at_its_last_write(
+    server: str, api: ApiClient, org: tuple[str, str]
+) -> None:
+    session_id = await new_session(api)
+    field = {"field": "messageAdded"}
+    before = await scrape(server)
+    async with connected(server, org[1]) as first, connected(server, org[1]) as second:
+        running = value(before, SUBSCRIPTIONS)
+        await first.subscribe("1", MESSAGE_ADDED, {"sessionId": session_id})
+        await second.subscribe("1", MESSAGE_ADDED, {"sessionId": session_id})
+        await until_value(server, SUBSCRIPTIONS, running + 2)
+        await api.data(ADD_MESSAGE, {"sessionId": session_id})
+        assert await first.data("1") == await second.data("1") == {"messageAdded": {"seq": 1}}
+        after = await until_value(server, DELIVERED, value(before, DELIVERED, **field) + 2, **field)
+
+    assert value(after, FANOUT, **field) - value(before, FANOUT, **field) == 2
+    assert value(after, LAST_WRITE, **field) - value(before, LAST_WRITE, **field) == 1
 
 
 async def test_a_subscription_to_a_missing_session_ends_with_not_found(

@@ -18,11 +18,12 @@ import pytest
 from starlette.applications import Starlette
 
 from sessiongraph.app import create_app
+from sessiongraph.live.tracking import SubscriptionTracker
 from sessiongraph.settings import Settings
-from sessiongraph.tracking import SubscriptionTracker
 from storage.events import EventHub
 from tests.api_client import ApiClient
 from tests.serving import bound_socket, serve
+from tests.sse_client import sse
 from tests.ws_client import (
     PROTOCOLS,
     WAIT_SECONDS,
@@ -278,3 +279,44 @@ async def test_a_stopped_server_accepts_no_more_connections(
 
     with pytest.raises(ConnectionRefusedError):
         await connected(url, org[1]).__aenter__()
+
+
+async def test_shutdown_ends_sse_streams_at_once_without_complete(
+    settings: Settings, org: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """uvicorn waits for HTTP responses to finish; an SSE stream never does by itself, so
+    the server ends it as shutdown begins (no `complete`: its clients retry elsewhere)."""
+    caplog.set_level(logging.INFO)
+    async with own_server(settings) as server:
+        async with ApiClient(server.url, org[1]) as api:
+            session_id = (await api.data(CREATE_SESSION))["createSession"]["id"]
+        async with sse(server.url, org[1], LIVE, {"s": session_id}) as reader:
+            await wait_until(lambda: server.hub.feed_count == 1, "it is subscribed")
+            caplog.clear()
+
+            await server.stop()
+
+            events = await reader.ended()
+        assert [e for e in events if not e.comment] == []
+        stops = stop_lines(caplog)
+        assert [(r.protocol, r.reason) for r in stops] == [("sse", "shutdown")]
+        assert not server.tracker.connections
+        assert server.hub.feed_count == 0
+    assert problems(caplog) == []
+
+
+async def test_draining_ends_sse_streams(
+    settings: Settings, org: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    async with own_server(settings) as server:
+        async with ApiClient(server.url, org[1]) as api:
+            session_id = (await api.data(CREATE_SESSION))["createSession"]["id"]
+        async with sse(server.url, org[1], REPLAY, {"s": session_id, "a": 0}) as reader:
+            await wait_until(lambda: server.hub.feed_count == 1, "it is subscribed")
+
+            await server.tracker.drain(WAIT_SECONDS)
+
+            assert [e for e in await reader.ended() if not e.comment] == []
+        assert [(r.protocol, r.reason) for r in stop_lines(caplog)] == [("sse", "shutdown")]
+        await wait_until(lambda: not server.tracker.connections, "the stream is gone")

@@ -13,6 +13,7 @@ from websockets.exceptions import ConnectionClosed
 from storage.events import EventHub
 from tests.api_client import ApiClient
 from tests.operations import CREATE_SESSION_ID, DELETE_SESSION
+from tests.sse_client import sse
 from tests.ws_client import DATA, PROTOCOLS, WAIT_SECONDS, WsClient, connected, wait_until
 
 MESSAGE_ADDED = """
@@ -150,3 +151,51 @@ async def test_thousands_of_dropped_subscriptions_leave_no_feeds_or_tasks_behind
         SETTLE_SECONDS,
     )
     assert change_stream_tasks() == streams == 1
+
+
+SSE_STREAMS = 60
+
+
+async def test_hundreds_of_abandoned_sse_streams_leave_no_feeds_or_tasks_behind(
+    app: Starlette, server: str, api: ApiClient, org: tuple[str, str]
+) -> None:
+    """Streams of every kind (replaying, live and shared, sessionUpdated), each abandoned by
+    its client mid-stream: the server notices, stops the subscription and frees its feed."""
+    hub: EventHub = app.state.services.events
+    tracker = app.state.subscriptions
+    await wait_until(lambda: hub.feed_count == 0, "earlier subscriptions are released")
+    session_ids = []
+    for _ in range(SESSIONS):
+        created = await api.data(CREATE_SESSION_ID, {"input": {}})
+        session_ids.append(created["createSession"]["id"])
+    baseline = len(asyncio.all_tasks())
+    connections = len(tracker.connections)
+
+    async with AsyncExitStack() as stack:
+        readers = []
+        for n in range(SSE_STREAMS):
+            session_id = session_ids[n % SESSIONS]
+            if n % 3 == 0:
+                query, variables = MESSAGE_ADDED, {"sessionId": session_id, "afterSeq": 0}
+            elif n % 3 == 1:
+                query, variables = MESSAGE_ADDED, {"sessionId": session_id}
+            else:
+                query, variables = SESSION_UPDATED, {"id": session_id}
+            readers.append(await stack.enter_async_context(sse(server, org[1], query, variables)))
+        await wait_until(lambda: hub.feed_count > 0, "the streams are subscribed")
+        for session_id in session_ids:
+            message = {"user": {"content": "hi"}}
+            await api.data(ADD_MESSAGE, {"sessionId": session_id, "messages": [message]})
+        for reader in readers[::2]:
+            assert (await reader.next()).event == "next"
+        # The stack closes every response with no more reading: the clients went away.
+
+    await wait_until(lambda: hub.feed_count == 0, "every feed is released", SETTLE_SECONDS)
+    await wait_until(
+        lambda: len(tracker.connections) == connections, "every stream is gone", SETTLE_SECONDS
+    )
+    await wait_until(
+        lambda: len(asyncio.all_tasks()) <= baseline,
+        f"the number of tasks is back to {baseline}",
+        SETTLE_SECONDS,
+    )

@@ -20,18 +20,18 @@ What the tests showed, and what was fixed:
   acknowledged again and started one more keep-alive task, never cancelled: a flood of inits
   multiplied the server's tasks and writes. The legacy protocol now keeps
   graphql-transport-ws's rules: 4400 for a malformed frame, 4429 for a second init.
-  (sessiongraph/graphql_ws.py)
+  (now sessiongraph/live/legacy_ws.py)
 * "Subscription limit reached" carried no `extensions.code`; it now has
   TOO_MANY_SUBSCRIPTIONS on both protocols, its message naming the limit.
-  (sessiongraph/graphql_ws.py)
+  (now sessiongraph/live/websocket_session.py)
 * A shareable subscription whose variables held an integer beyond 64 bits was never
   answered: encoding its group key raised in the operation's task. It now runs on its own
-  and gets its answer (NOT_FOUND here). (sessiongraph/fanout.py)
+  and gets its answer (NOT_FOUND here). (now sessiongraph/live/sharing.py)
 * A live subscriber that stopped reading grew the server's memory without bound: once its
   queue was full, every further event queued one more `complete` marker. It now holds at most
   the buffer and one `complete`, and is closed with 1013 once it reads again. A replaying
   subscriber is held to its feed's capacity and, reading again, gets every message from
-  storage. (sessiongraph/fanout.py)
+  storage. (now sessiongraph/live/sharing.py)
 * Subscriptions stopped as they start release their feeds. (A subscription cancelled while
   it read the database could run on forever on Python 3.11, whose `asyncio.wait_for` can
   drop a cancellation: seen as a feed left behind by the 4409 test in
@@ -53,10 +53,9 @@ from typing import Any
 
 import pytest
 from starlette.applications import Starlette
-from starlette.routing import WebSocketRoute
 from websockets.exceptions import ConnectionClosed
 
-from sessiongraph.fanout import SharedStreams
+from sessiongraph.live.sharing import SharedStreams
 from sessiongraph.settings import Settings
 from storage import Database
 from storage.events import EventHub
@@ -127,12 +126,9 @@ class Abused:
 
     @property
     def shared(self) -> SharedStreams:
-        """The websocket endpoint's shared streams."""
-        for route in self.app.routes:
-            if isinstance(route, WebSocketRoute):
-                shared: SharedStreams = route.endpoint.shared  # type: ignore[attr-defined]
-                return shared
-        raise AssertionError("no websocket route")
+        """The live engine's shared streams."""
+        shared: SharedStreams = self.app.state.live.shared
+        return shared
 
 
 @pytest.fixture(scope="module")

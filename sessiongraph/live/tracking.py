@@ -1,4 +1,5 @@
-"""Websocket connections and their subscriptions: counted, logged, and closed at shutdown.
+"""Live connections (websockets, SSE streams) and their subscriptions: counted, logged, and
+closed at shutdown.
 
 Each subscription logs one line when it starts and one when it stops (logger
 `sessiongraph.subscriptions`), with the connection id, the operation name, the session id
@@ -10,8 +11,9 @@ was asked to reconnect), or the error code that ended it (NOT_FOUND, BAD_USER_IN
 
 At shutdown uvicorn closes every websocket with 1012 (Service Restart), which clients of
 graphql-transport-ws reconnect from; `drain` does the same for any connection still open
-when the app's lifespan ends, and waits (bounded) until every subscription has stopped, so
-that none outlives the event hub and the database client.
+when the app's lifespan ends (an SSE stream ends without `complete`, which its clients
+retry), and waits (bounded) until every subscription has stopped, so that none outlives the
+event hub and the database client.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -30,11 +33,11 @@ from graphql import (
     OperationDefinitionNode,
     StringValueNode,
     VariableNode,
-    parse,
 )
-from starlette.websockets import WebSocket, WebSocketDisconnect
-from strawberry.http.exceptions import WebSocketDisconnected
+from starlette.websockets import WebSocketDisconnect
 
+from schema.documents import parsed_document
+from sessiongraph.auth import Caller
 from sessiongraph.metrics import Metrics, error_code
 
 log = logging.getLogger("sessiongraph.subscriptions")
@@ -42,6 +45,8 @@ log = logging.getLogger("sessiongraph.subscriptions")
 SHUTDOWN_CODE = 1012
 """Service Restart: graphql-transport-ws clients reconnect after it."""
 SHUTDOWN_MESSAGE = "Server restarting; reconnect and resume with afterSeq."
+SSE = "sse"
+"""The protocol name of an SSE stream (websockets carry their subprotocol's)."""
 CANCEL_GRACE_SECONDS = 2.0
 """How long `drain` waits for subscriptions it had to cancel."""
 UNCODED_REFUSAL = "GRAPHQL_VALIDATION_FAILED"
@@ -68,7 +73,7 @@ class Shape:
 def shape_of(query: str, operation_name: str | None) -> Shape:
     """The shape of the operation `operation_name` of `query` (empty when it cannot be told)."""
     try:
-        document = parse(query)
+        document = parsed_document(query)
     except GraphQLError:
         return Shape()
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
@@ -115,13 +120,19 @@ def _cut(value: object) -> str | None:
     return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
 
 
+Closer = Callable[[int, str], Awaitable[None]]
+"""Ends a connection with a websocket close code and reason (an SSE stream just ends)."""
+
+
 @dataclass(eq=False)
 class Connection:
-    """One websocket connection."""
+    """One websocket connection, or one SSE stream."""
 
     id: str
     protocol: str | None = None
-    socket: WebSocket | None = None
+    caller: Caller | None = None
+    """Who it is authenticated as, once it is."""
+    close: Closer | None = None
     disconnect_code: int | None = None
     """The code of the `websocket.disconnect` the server received, if it did."""
     ending: str | None = None
@@ -158,7 +169,7 @@ class Subscription:
 
 
 class SubscriptionTracker:
-    """The app's open websocket connections and running subscriptions."""
+    """The app's open live connections and running subscriptions."""
 
     def __init__(self, metrics: Metrics | None = None) -> None:
         self.metrics = metrics
@@ -172,13 +183,13 @@ class SubscriptionTracker:
 
     def opened(self, connection: Connection) -> None:
         self.connections.add(connection)
-        if self.metrics is not None:
+        if self.metrics is not None and connection.protocol != SSE:
             self.metrics.websocket_connections.inc()
 
     def closed(self, connection: Connection) -> None:
         if connection in self.connections:
             self.connections.discard(connection)
-            if self.metrics is not None:
+            if self.metrics is not None and connection.protocol != SSE:
                 self.metrics.websocket_connections.dec()
 
     def closing(self, connection: Connection) -> None:
@@ -262,9 +273,9 @@ class SubscriptionTracker:
         elif cancelled or isinstance(failure, asyncio.CancelledError):
             reason = connection.ending or "client_stop"
         elif failure is not None:
-            # A send that found the socket closed; anything else Strawberry has logged.
+            # A send that found the socket closed; anything else the transport has logged.
             reason = connection.ending or (
-                "disconnect" if _is_disconnect(failure) else "INTERNAL_SERVER_ERROR"
+                "disconnect" if is_disconnect(failure) else "INTERNAL_SERVER_ERROR"
             )
         else:
             reason = subscription.error_code or "complete"
@@ -315,9 +326,9 @@ class SubscriptionTracker:
 
     @staticmethod
     async def _close(connection: Connection) -> None:
-        if connection.socket is not None:
+        if connection.close is not None:
             with contextlib.suppress(Exception):
-                await connection.socket.close(SHUTDOWN_CODE, SHUTDOWN_MESSAGE)
+                await connection.close(SHUTDOWN_CODE, SHUTDOWN_MESSAGE)
 
     async def _stopped_within(self, seconds: float) -> bool:
         try:
@@ -328,8 +339,9 @@ class SubscriptionTracker:
         return True
 
 
-def _is_disconnect(error: BaseException) -> bool:
-    return isinstance(error, WebSocketDisconnect | WebSocketDisconnected | OSError) or (
+def is_disconnect(error: BaseException) -> bool:
+    """Whether `error` is a send or receive that found the connection closed."""
+    return isinstance(error, WebSocketDisconnect | OSError) or (
         isinstance(error, RuntimeError) and "close" in str(error).lower()
     )
 

@@ -23,20 +23,37 @@ import orjson
 from graphql import (
     FieldNode,
     GraphQLError,
+    GraphQLSyntaxError,
     OperationDefinitionNode,
     OperationType,
     VariableNode,
-    parse,
 )
+from strawberry.schema.exceptions import CannotGetOperationTypeError
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 
-from resolvers.subscriptions import committed_at
+from resolvers.subscriptions import committed_at, yielded_seq
+from schema.documents import parsed_document
 
 SHAREABLE_FIELDS = {"messageAdded": "afterSeq", "sessionUpdated": None}
 """Root subscription fields that may be shared, each with the argument that prevents it."""
 
 GroupKey = tuple[str, str, str | None, bytes]
-Starter = Callable[[], Awaitable[AsyncIterator[ExecutionResult]]]
+Starter = Callable[[Callable[[], None]], Awaitable[AsyncIterator[ExecutionResult]]]
+"""Starts a group's execution; it calls its argument once the operation passed validation."""
+
+
+class Tally:
+    """How many of the members handed one event have yet to write it."""
+
+    __slots__ = ("remaining",)
+
+    def __init__(self, remaining: int) -> None:
+        self.remaining = remaining
+
+    def written(self) -> bool:
+        """One member wrote it; True for the last one."""
+        self.remaining -= 1
+        return self.remaining == 0
 
 
 class Delivery(NamedTuple):
@@ -51,6 +68,14 @@ class Delivery(NamedTuple):
     replayed history); a float, as the fan-out measures it once per subscriber."""
     error_code: str | None = None
     """The first error's code, when it carries errors."""
+    seq: int | None = None
+    """The seq of the message behind a `messageAdded` result (SSE sends it as the event id)."""
+    close_reason: str | None = None
+    """For an "error": why graphql-transport-ws closes the connection over it (a document
+    that does not parse, or names no operation it has) instead of answering it."""
+    tally: Tally | None = None
+    """For a live event a group hands its members: who has yet to write it (a subscriber on
+    its own is the only one: None)."""
 
 
 COMPLETE = Delivery("complete", "")
@@ -60,7 +85,7 @@ COMPLETE = Delivery("complete", "")
 def _shareable_document(query: str, operation_name: str | None) -> tuple[str, ...] | None:
     """The variable names that decide sharing, or None when the document is not shareable."""
     try:
-        document = parse(query)
+        document = parsed_document(query)
     except GraphQLError:
         return None
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
@@ -109,7 +134,15 @@ def encode(result: ExecutionResult) -> Delivery:
     if isinstance(result, PreExecutionError):
         # Refused before it ran: a document that does not validate, unless coded otherwise.
         code = code or "GRAPHQL_VALIDATION_FAILED"
-        return Delivery("error", orjson.dumps(errors).decode(), error_code=code)
+        first = result.errors[0] if result.errors else None
+        reason = None
+        if isinstance(first, GraphQLSyntaxError):
+            reason = first.message
+        elif first is not None and isinstance(first.original_error, CannotGetOperationTypeError):
+            reason = first.original_error.as_http_error_reason()
+        return Delivery(
+            "error", orjson.dumps(errors).decode(), error_code=code, close_reason=reason
+        )
     if errors and code is None:
         code = "INTERNAL_SERVER_ERROR"
     payload: dict[str, Any] = {"data": result.data}
@@ -118,6 +151,13 @@ def encode(result: ExecutionResult) -> Delivery:
     if result.extensions:
         payload["extensions"] = result.extensions
     return Delivery("next", orjson.dumps(payload).decode(), error_code=code)
+
+
+def delivery_of(result: ExecutionResult) -> Delivery:
+    """`encode(result)` with what the stream that produced it said of its item (call it in
+    the task iterating the stream): when it was committed, and its message's seq."""
+    at = committed_at()
+    return encode(result)._replace(committed=at.timestamp() if at else None, seq=yielded_seq())
 
 
 @dataclass(eq=False)
@@ -151,14 +191,22 @@ class SharedStreams:
         return sum(m.queue.qsize() for group in self._groups.values() for m in group.members)
 
     @contextlib.asynccontextmanager
-    async def join(self, key: GroupKey, start: Starter) -> AsyncIterator[Member]:
-        """Membership of the group for `key`; the first member starts it with `start()`."""
+    async def join(
+        self, key: GroupKey, start: Starter, began: Callable[[], None] | None = None
+    ) -> AsyncIterator[Member]:
+        """Membership of the group for `key`; the first member starts it with `start()`.
+        `began` is called once the group's operation has passed validation."""
         group = self._groups.get(key)
         if group is None or group.task.done():
             # A finished group may linger until its last member leaves; never join one.
             group = self._groups[key] = _Group(start)
         member = Member(self.member_limit)
         group.members.add(member)
+        if began is not None:
+            if group.began:
+                began()
+            else:
+                group.waiting.append(began)
         try:
             yield member
         finally:
@@ -174,15 +222,22 @@ class _Group:
 
     def __init__(self, start: Starter) -> None:
         self.members: set[Member] = set()
+        self.began = False
+        self.waiting: list[Callable[[], None]] = []
         self.task = asyncio.create_task(self._run(start))
+
+    def _begin(self) -> None:
+        self.began = True
+        waiting, self.waiting = self.waiting, []
+        for began in waiting:
+            began()
 
     async def _run(self, start: Starter) -> None:
         results: AsyncIterator[ExecutionResult] | None = None
         try:
-            results = await start()
+            results = await start(self._begin)
             async for result in results:
-                at = committed_at()
-                self._deliver(encode(result)._replace(committed=at.timestamp() if at else None))
+                self._deliver(delivery_of(result))
         finally:
             self._deliver(COMPLETE)
             close = getattr(results, "aclose", None) if results is not None else None
@@ -191,6 +246,11 @@ class _Group:
                     await close()
 
     def _deliver(self, delivery: Delivery) -> None:
+        if delivery.committed is not None and delivery.kind == "next":
+            tally = Tally(0)
+            delivery = delivery._replace(tally=tally)
+        else:
+            tally = None
         for member in self.members:
             if member.overflowed:
                 continue  # its last delivery is the `complete` that drops it
@@ -200,6 +260,8 @@ class _Group:
                 member.queue.put_nowait(COMPLETE)
             else:
                 member.queue.put_nowait(delivery)
+                if tally is not None:
+                    tally.remaining += 1
 
     async def stop(self) -> None:
         self.task.cancel()

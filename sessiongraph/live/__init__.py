@@ -1,0 +1,1 @@
+"""Live operations: one engine, and the transports that carry it (websockets and SSE)."""
