@@ -99,6 +99,7 @@ async def create_session(
     ctx: Context, data: dict[str, Any]
 ) -> tuple[SessionRecord, list[MessageRecord]]:
     """Validate and store a new session with its initial messages."""
+    ctx.check_writable()
     try:
         valid = CreateSessionInput.model_validate(data)
     except ValidationError as error:
@@ -122,6 +123,7 @@ async def create_session(
 
 async def update_session(ctx: Context, session_id: str, data: dict[str, Any]) -> SessionRecord:
     """Change a session's name, status or expiration."""
+    ctx.check_writable()
     try:
         valid = UpdateSessionInput.model_validate(data)
     except ValidationError as error:
@@ -143,4 +145,5 @@ async def update_session(ctx: Context, session_id: str, data: dict[str, Any]) ->
 
 async def delete_session(ctx: Context, session_id: str) -> SessionRecord:
     """Delete a session and its transcript; return the session as it was."""
+    ctx.check_writable()
     return await ctx.sessions.delete(ctx.org_id, session_id)

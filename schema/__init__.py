@@ -31,6 +31,7 @@ from schema.observe import OperationObserver, OperationObserving
 from schema.scalars import SCALAR_MAP
 from schema.sessions import SessionMutations, SessionQueries
 from schema.subscriptions import Subscription
+from schema.tokens import TokenMutations
 
 PAGE_SIZES = {("Query", "sessions"): 20, ("Session", "messages"): 50}
 """Default page sizes, which the cost estimate assumes when first/last are not given."""
@@ -51,8 +52,10 @@ class Query(SessionQueries):
     pass
 
 
-@strawberry.type(description="Create, change and delete sessions; append messages.")
-class Mutation(SessionMutations):
+@strawberry.type(
+    description="Create, change and delete sessions; append messages; mint access tokens."
+)
+class Mutation(SessionMutations, TokenMutations):
     pass
 
 

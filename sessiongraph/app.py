@@ -23,7 +23,7 @@ from schema import create_schema
 from sessiongraph.access_log import AccessLog
 from sessiongraph.auth import KeyVerifier
 from sessiongraph.console import console_routes, graphiql_asset_routes
-from sessiongraph.dev_key import announce_development_key
+from sessiongraph.dev_key import DEV_TOKEN_SECRET_FILE, announce_development_key
 from sessiongraph.embedded import EmbeddedDatabase
 from sessiongraph.graphql_http import GraphQLHTTP
 from sessiongraph.graphql_ws import GraphQLWebSocket
@@ -31,6 +31,7 @@ from sessiongraph.metrics import Metrics
 from sessiongraph.rate_limit import RateLimit
 from sessiongraph.services import Services
 from sessiongraph.settings import Settings, secret_keys
+from sessiongraph.tokens import AccessTokens, development_token_secret
 from storage import ApiKeyStore, Database, MessageStore, SessionStore
 from storage.events import EventHub
 from storage.secret_box import SecretBox
@@ -38,6 +39,18 @@ from storage.secret_box import SecretBox
 log = logging.getLogger("sessiongraph")
 
 READY_TIMEOUT_SECONDS = 2.0
+
+
+def access_tokens(settings: Settings) -> AccessTokens | None:
+    """The token signer: with SESSIONGRAPH_TOKEN_SECRET, or on the embedded development
+    database with a secret kept next to the development key; else None (no tokens)."""
+    if settings.token_secret is not None:
+        return AccessTokens(settings.token_secret.get_secret_value())
+    if settings.embedded:
+        return AccessTokens(
+            development_token_secret(settings.dev_key_file.with_name(DEV_TOKEN_SECRET_FILE))
+        )
+    return None
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -101,8 +114,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 sessions=SessionStore(db, publish, secrets),
                 messages=MessageStore(db, publish),
                 events=events,
-                verifier=KeyVerifier(keys, settings.auth_cache_seconds),
+                verifier=KeyVerifier(
+                    keys, settings.auth_cache_seconds, tokens=access_tokens(settings)
+                ),
             )
+            services.verifier.start()
             if embedded is not None:
                 await announce_development_key(keys, settings)
             # Also on the app itself, for operators' tooling and the tests' leak checks.
@@ -117,6 +133,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     await graphql_ws.tracker.drain(settings.shutdown_timeout_seconds)
                 finally:
                     log.info("shutting down: closing the change stream and the database client")
+                    await services.verifier.stop()
                     await events.stop()
                     await db.close()
         finally:

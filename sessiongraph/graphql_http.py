@@ -30,7 +30,7 @@ from strawberry.types.graphql import OperationType
 
 from resolvers.errors import UNAVAILABLE_MESSAGE
 from sessiongraph.access_log import REQUEST_ID
-from sessiongraph.auth import bearer_key
+from sessiongraph.auth import Caller, bearer_key
 from sessiongraph.services import Services
 from storage import is_database_unavailable
 
@@ -297,8 +297,8 @@ class GraphQLHTTP:
         forever."""
         try:
             async with asyncio.timeout(self.timeout_seconds):
-                org_id = await self._organization(request)
-                result = await self._execute(request, request_id, org_id, fields, allowed)
+                caller = await self._caller(request)
+                result = await self._execute(request, request_id, caller, fields, allowed)
         except TimeoutError:
             log.warning("request %s did not finish within %g s", request_id, self.timeout_seconds)
             raise HttpProblem(
@@ -320,37 +320,38 @@ class GraphQLHTTP:
             body["errors"] = [_formatted(e) for e in result.errors]
         return self._respond(body, status, media_type, request_id, headers)
 
-    async def _organization(self, request: Request) -> str:
-        """The organization of the request's API key, or HttpProblem 401/503."""
+    async def _caller(self, request: Request) -> Caller:
+        """The caller of the request's API key or access token, or HttpProblem 401/503."""
         services: Services = request.state.services
         try:
-            org_id = await services.verifier.organization_of(
+            caller = await services.verifier.caller_of(
                 bearer_key(request.headers.get("authorization"))
             )
         except Exception as error:
             if not is_database_unavailable(error):
                 raise
             raise HttpProblem(503, UNAVAILABLE, UNAVAILABLE_MESSAGE, RETRY_AFTER) from None
-        if org_id is None:
+        if caller is None:
             raise HttpProblem(
                 401,
                 "UNAUTHENTICATED",
-                "A valid API key is required: send `Authorization: Bearer <key>`.",
+                "A valid API key or unexpired access token is required: send "
+                "`Authorization: Bearer <key or token>`.",
                 {"WWW-Authenticate": 'Bearer realm="sessiongraph"'},
             )
-        return org_id
+        return caller
 
     async def _execute(
         self,
         request: Request,
         request_id: str,
-        org_id: str,
+        caller: Caller,
         fields: tuple[str, dict[str, Any] | None, str | None],
         allowed: frozenset[OperationType],
     ) -> ExecutionResult:
         query, variables, operation_name = fields
         services: Services = request.state.services
-        context = services.context(org_id, request_id)
+        context = services.context(caller, request_id)
         try:
             return await self.schema.execute(
                 query,

@@ -65,6 +65,7 @@ from sessiongraph.tracking import (
     SubscriptionTracker,
     first_error_code,
 )
+from storage.scope import ScopedSessionStore
 
 CONNECTION = "sessiongraph.connection"
 """The scope key of the connection's `Connection`."""
@@ -187,7 +188,9 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         key = group_key(
             self.context.org_id, operation.query, operation.operation_name, operation.variables
         )
-        if key is None:
+        # A shared run reads as the whole organization: a token limited to particular
+        # sessions runs its subscriptions on its own scoped context instead.
+        if key is None or isinstance(self.context.sessions, ScopedSessionStore):
             await super().run_operation(operation)
             return
         org_context = view.services.context(self.context.org_id)
@@ -427,10 +430,9 @@ class GraphQLWebSocket(GraphQL[Context, None]):
         context = services.context("", connection.id if connection is not None else None)
         # Non-browser clients may authenticate the upgrade request itself.
         key = bearer_key(request.headers.get("authorization"))
-        org_id = await services.verifier.organization_of(key)
-        if org_id is not None:
-            context.org_id = org_id
-            context.fresh_loaders()
+        caller = await services.verifier.caller_of(key)
+        if caller is not None:
+            services.authenticate(context, caller)
         context.connection_params = {}
         # The same app-wide services for every connection; kept for the handlers.
         self.services = services
@@ -439,11 +441,10 @@ class GraphQLWebSocket(GraphQL[Context, None]):
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         authorization = authorization_of(context.connection_params)
         if authorization is not None:
-            org_id = await self.services.verifier.organization_of(bearer_key(authorization))
-            if org_id is None:
+            caller = await self.services.verifier.caller_of(bearer_key(authorization))
+            if caller is None:
                 raise ConnectionRejectionError
-            context.org_id = org_id
-            context.fresh_loaders()
+            self.services.authenticate(context, caller)
         elif not context.org_id:
             raise ConnectionRejectionError
         unset: UnsetType = UNSET

@@ -7,6 +7,7 @@ from storage.errors import (
     IdempotencyKeyReused,
     SessionClosed,
     SessionNotFound,
+    SessionScopeExceeded,
     StorageError,
 )
 from storage.messages import MessageStore
@@ -40,6 +41,7 @@ __all__ = [
     "SessionPosition",
     "SessionQuery",
     "SessionRecord",
+    "SessionScopeExceeded",
     "SessionStore",
     "StorageError",
     "TimeRange",
