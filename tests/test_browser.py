@@ -425,7 +425,7 @@ def reject_key(driver: WebDriver, base_url: str) -> dict[str, Any]:
 async def test_console_shows_an_error_for_a_bad_key(browser: webdriver.Chrome, server: str) -> None:
     shown = await in_thread(reject_key, browser, server)
 
-    assert "API key was not accepted" in shown["error"]
+    assert "API key or access token was not accepted" in shown["error"]
     assert "UNAUTHENTICATED" in shown["error"]
     assert shown["sessions_shown"] is False
     assert shown["stored"] is None

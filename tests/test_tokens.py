@@ -7,6 +7,7 @@ import asyncio
 import logging
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -59,6 +60,8 @@ subscription Live($sessionId: ID!, $afterSeq: Int) {
 SESSION_UPDATED = "subscription Changed($id: ID!) { sessionUpdated(id: $id) { id name } }"
 
 HELLO = [{"user": {"content": "hello"}}]
+
+README = (Path(__file__).parent.parent / "README.md").read_text()
 
 
 async def mint(api: ApiClient, **fields: Any) -> dict[str, Any]:
@@ -488,3 +491,19 @@ def test_the_development_token_secret_is_made_once_and_kept_private(tmp_path: An
 def test_a_short_token_secret_is_refused_at_start_up() -> None:
     with pytest.raises(ValueError, match="SESSIONGRAPH_TOKEN_SECRET needs at least 32"):
         Settings(token_secret="short")  # type: ignore[arg-type]
+
+
+async def test_the_readme_token_flow_works_as_written(server: str, api: ApiClient) -> None:
+    """The "From a web app" section's mutation, run by a backend, and the page's query,
+    run with the token it returns."""
+    section = README.split("## From a web app", 1)[1].split("\n## ", 1)[0]
+    mutation = section.split("```graphql\n", 1)[1].split("```", 1)[0]
+    page_query = section.split('query: "', 1)[1].split('" }', 1)[0]
+    session_id = await new_session_id(api)
+    await new_session_id(api)
+    minted = (await api.data(mutation.replace("<session id>", session_id)))["createAccessToken"]
+    assert minted["readOnly"] is True
+    assert minted["sessionIds"] == [session_id]
+    async with ApiClient(server, minted["token"]) as browser:
+        listed = await browser.data(page_query)
+    assert [node["id"] for node in listed["sessions"]["nodes"]] == [session_id]
