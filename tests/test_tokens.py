@@ -507,3 +507,16 @@ async def test_the_readme_token_flow_works_as_written(server: str, api: ApiClien
     async with ApiClient(server, minted["token"]) as browser:
         listed = await browser.data(page_query)
     assert [node["id"] for node in listed["sessions"]["nodes"]] == [session_id]
+
+
+async def test_revoked_among_names_revoked_and_unknown_keys_in_batches(
+    database: Database,
+) -> None:
+    keys = ApiKeyStore(database)
+    live, _ = await keys.create("org-revoked-among")
+    gone, _ = await keys.create("org-revoked-among")
+    await keys.revoke(gone["id"])
+    unknown = [f"key_unknown_{i}" for i in range(600)]  # more than one batch
+    asked = [live["id"], gone["id"], *unknown, live["id"]]
+    assert await keys.revoked_among(asked) == {gone["id"], *unknown}
+    assert await keys.revoked_among([]) == set()
