@@ -9,7 +9,8 @@ not here fails (it finds no database) instead of reading past the scope.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Sequence
+from datetime import datetime
 
 from storage.errors import SessionNotFound, SessionScopeExceeded
 from storage.messages import MessageStore, SeqRange
@@ -23,6 +24,7 @@ from storage.records import (
     SessionPosition,
     SessionQuery,
     SessionRecord,
+    TimeRange,
 )
 from storage.sessions import SessionStore
 
@@ -64,28 +66,27 @@ class ScopedSessionStore(SessionStore):
         last: int | None = None,
         before: SessionPosition | None = None,
     ) -> Page[SessionRecord]:
-        """One page of the sessions in scope that match `query`."""
-        narrowed = self._narrowed(query)
-        if narrowed is None:
-            backward = last is not None and first is None
-            if backward:
-                return Page([], has_next=before is not None, has_previous=False)
-            return Page([], has_next=False, has_previous=after is not None)
-        return await self._store.list(
-            org_id,
-            narrowed,
-            order_by=order_by,
-            descending=descending,
-            first=first,
-            after=after,
-            last=last,
-            before=before,
+        """One page of the sessions in scope that match `query`, in (order_by, id) order:
+        `first` items after `after`, or `last` items before `before`, as `SessionStore.list`
+        pages them."""
+        found = sorted(
+            await self._matching(org_id, query),
+            key=lambda record: (record[order_by], record["id"]),
+            reverse=descending,
         )
+        if after is not None:
+            found = [r for r in found if _beyond(r, order_by, after, descending)]
+        if before is not None:
+            found = [r for r in found if _beyond(r, order_by, before, not descending)]
+        if last is not None and first is None:
+            items = found[max(len(found) - last, 0) :]
+            return Page(items, has_next=before is not None, has_previous=len(found) > last)
+        assert first is not None, "the caller picks a page size"
+        return Page(found[:first], has_next=len(found) > first, has_previous=after is not None)
 
     async def count(self, org_id: str, query: SessionQuery) -> int:
         """How many sessions in scope match `query`."""
-        narrowed = self._narrowed(query)
-        return 0 if narrowed is None else await self._store.count(org_id, narrowed)
+        return len(await self._matching(org_id, query))
 
     async def update(self, org_id: str, session_id: str, changes: SessionChanges) -> SessionRecord:
         """Change a session in scope; any other reads as absent."""
@@ -99,10 +100,71 @@ class ScopedSessionStore(SessionStore):
             raise SessionNotFound(session_id)
         return await self._store.delete(org_id, session_id)
 
-    def _narrowed(self, query: SessionQuery) -> SessionQuery | None:
-        """`query` limited to the scope's ids; None when nothing can match."""
+    async def _matching(self, org_id: str, query: SessionQuery) -> Sequence[SessionRecord]:
+        """The sessions in scope that match `query`.
+
+        A scope holds few sessions (at most 100), so they are read by id (`get_many`) and
+        filtered, sorted and paged here: SecantusDB serves a lookup by `_id` from its index
+        but scans the collection (explain: COLLSCAN) for an `_id: {$in}` beside the
+        other filters a list query carries. `tests/test_tokens.py` checks that this and
+        `SessionStore.list` and `count` agree.
+        """
         ids = self._ids if query.ids is None else self._ids.intersection(query.ids)
-        return replace(query, ids=tuple(sorted(ids))) if ids else None
+        if not ids:
+            return []
+        found = await self._store.get_many(org_id, sorted(ids))
+        return [record for record in found.values() if _matches(record, query)]
+
+
+def _matches(record: SessionRecord, query: SessionQuery) -> bool:
+    """Whether `record` (its status already completed when expired) passes `query`'s
+    filters other than `ids`, as `storage.sessions` filters in the database."""
+    if query.status is not None and record["status"] != query.status:
+        return False
+    if query.name is not None and record["name"] != query.name:
+        return False
+    customer_number = (record["customer"] or {}).get("number")
+    for value, allowed in (
+        (record["assistant_id"], query.assistant_ids),
+        (record["phone_number_id"], query.phone_number_ids),
+        (customer_number, query.customer_numbers),
+    ):
+        if allowed is not None and value not in allowed:
+            return False
+    for at, time_range in (
+        (record["created_at"], query.created_at),
+        (record["updated_at"], query.updated_at),
+    ):
+        if time_range is not None and not _within(at, time_range):
+            return False
+    return True
+
+
+def _within(at: datetime, time_range: TimeRange) -> bool:
+    # The database compares at BSON's millisecond precision.
+    gt, gte, lt, lte = (
+        None if bound is None else _millis(bound)
+        for bound in (time_range.gt, time_range.gte, time_range.lt, time_range.lte)
+    )
+    return (
+        (gt is None or at > gt)
+        and (gte is None or at >= gte)
+        and (lt is None or at < lt)
+        and (lte is None or at <= lte)
+    )
+
+
+def _millis(moment: datetime) -> datetime:
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def _beyond(
+    record: SessionRecord, order_by: SessionOrderField, position: SessionPosition, descending: bool
+) -> bool:
+    """Whether `record` comes after `position` when sorting by (order_by, id)."""
+    key = (record[order_by], record["id"])
+    mark = (_millis(position.at), position.id)
+    return key < mark if descending else key > mark
 
 
 class ScopedMessageStore(MessageStore):

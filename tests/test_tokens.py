@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,10 +26,20 @@ from sessiongraph.tokens import (
     development_token_secret,
     query_access_token,
 )
-from storage import ApiKeyStore, Database, MessageStore, SessionStore
+from storage import (
+    ApiKeyStore,
+    Database,
+    MessageStore,
+    SessionPosition,
+    SessionQuery,
+    SessionRecord,
+    SessionStore,
+    TimeRange,
+)
 from storage.scope import ScopedMessageStore, ScopedSessionStore
 from tests.api_client import ApiClient
 from tests.conftest import new_org_key
+from tests.new_records import new_session
 from tests.operations import CREATE_SESSION_ID, DELETE_SESSION, UPDATE_SESSION
 from tests.ws_client import PROTOCOLS, Protocol, connect, connected, serving
 
@@ -520,3 +532,83 @@ async def test_revoked_among_names_revoked_and_unknown_keys_in_batches(
     asked = [live["id"], gone["id"], *unknown, live["id"]]
     assert await keys.revoked_among(asked) == {gone["id"], *unknown}
     assert await keys.revoked_among([]) == set()
+
+
+async def test_scoped_lists_and_counts_agree_with_the_database_query(
+    database: Database,
+) -> None:
+    """The scoped store filters, sorts and pages in Python; the unscoped one in MongoDB.
+    For the same sessions, every filter, order and page must come out the same."""
+    store = SessionStore(database)
+    org_id = f"org-scope-{uuid.uuid4().hex[:8]}"
+    variants: list[dict[str, Any]] = [
+        {"name": "a", "assistant_id": "x"},
+        {"name": "a", "assistant_id": "y", "customer": {"number": "+14155550100"}},
+        {"name": "b", "status": "completed", "phone_number_id": "p1"},
+        {"name": "b", "expiration_seconds": 0},  # expired: reads as completed
+        {"name": None, "customer": {"number": "+14155550101"}},
+        {"name": "c", "assistant_id": "x", "phone_number_id": "p2"},
+    ]
+    created = []
+    for index in range(18):
+        record, _ = await store.create(org_id, new_session(**variants[index % 6]), [])
+        created.append(record)
+        if index % 4 == 0:
+            await store.update(org_id, record["id"], {"name": record["name"]})
+    scope = frozenset(record["id"] for record in created[::2] + created[1:4])
+    scoped = ScopedSessionStore(store, scope)
+    middle = created[8]["created_at"]  # in scope: bounds a microsecond past it must not matter
+    queries = [
+        SessionQuery(),
+        SessionQuery(status="active"),
+        SessionQuery(status="completed"),
+        SessionQuery(name="a"),
+        SessionQuery(assistant_ids=("x",)),
+        SessionQuery(assistant_ids=("x", "y"), status="active"),
+        SessionQuery(phone_number_ids=("p1", "p2")),
+        SessionQuery(customer_numbers=("+14155550100", "+14155550101")),
+        SessionQuery(created_at=TimeRange(gte=middle)),
+        SessionQuery(created_at=TimeRange(gt=middle + timedelta(microseconds=500))),
+        SessionQuery(created_at=TimeRange(gte=middle + timedelta(microseconds=500))),
+        SessionQuery(created_at=TimeRange(lt=middle + timedelta(microseconds=500))),
+        SessionQuery(updated_at=TimeRange(lte=middle, gt=created[2]["updated_at"])),
+        SessionQuery(ids=(created[0]["id"], created[1]["id"], created[5]["id"])),
+        SessionQuery(ids=(created[1]["id"],)),
+    ]
+    for query in queries:
+        in_scope = scope if query.ids is None else scope.intersection(query.ids)
+        narrowed = replace(query, ids=tuple(sorted(in_scope)))
+        assert await scoped.count(org_id, query) == await store.count(org_id, narrowed)
+        for order_by in ("created_at", "updated_at"):
+            for descending in (True, False):
+                order = {"order_by": order_by, "descending": descending}
+                forward = await pages(scoped, store, org_id, query, narrowed, order, "first")
+                backward = await pages(scoped, store, org_id, query, narrowed, order, "last")
+                assert [r["id"] for r in forward] == [r["id"] for r in reversed(backward)]
+
+
+async def pages(
+    scoped: SessionStore,
+    store: SessionStore,
+    org_id: str,
+    query: SessionQuery,
+    narrowed: SessionQuery,
+    order: dict[str, Any],
+    direction: str,
+) -> list[SessionRecord]:
+    """Every session, paged by 2 with `first`/`after` or `last`/`before`, asserting that the
+    scoped store's pages equal the database's; the sessions in the order seen."""
+    seen: list[SessionRecord] = []
+    position: SessionPosition | None = None
+    while True:
+        mark = "after" if direction == "first" else "before"
+        args: dict[str, Any] = {direction: 2, mark: position, **order}
+        page = await scoped.list(org_id, query, **args)
+        assert page == await store.list(org_id, narrowed, **args), (query, args)
+        items = page.items if direction == "first" else page.items[::-1]
+        seen.extend(items)
+        more = page.has_next if direction == "first" else page.has_previous
+        if not more:
+            return seen
+        edge = items[-1]
+        position = SessionPosition(edge[order["order_by"]], edge["id"])
