@@ -34,7 +34,12 @@ from sessiongraph.app import create_app
 from sessiongraph.settings import Settings
 from storage.events import EventHub
 from tests.api_client import ApiClient
-from tests.operations import ADD_MESSAGES, CREATE_SESSION_ID, UPDATE_SESSION
+from tests.operations import (
+    ADD_MESSAGES,
+    CREATE_ACCESS_TOKEN,
+    CREATE_SESSION_ID,
+    UPDATE_SESSION,
+)
 from tests.serving import bound_socket, serve
 from tests.ws_client import wait_until
 
@@ -353,6 +358,24 @@ async def test_console_lists_sessions_and_follows_a_transcript_live(
     await in_thread(wait_for_cell, browser, call, 1, "COMPLETED")
     ended = await in_thread(live_badge_and_summary, browser)
     assert ended == ("ended", "Completed · 4 messages")
+
+
+async def test_console_works_with_a_read_only_access_token_for_one_session(
+    browser: webdriver.Chrome, server: str, api: ApiClient
+) -> None:
+    await create_session(api, "Not for this token", ["hidden"])
+    call = await create_session(api, "Shared call", ["Hello"])
+    minted = await api.data(CREATE_ACCESS_TOKEN, {"input": {"sessionIds": [call]}})
+    token = minted["createAccessToken"]["token"]
+
+    shown = await in_thread(list_and_open, browser, server, token, call, 1)
+    assert list(shown["sessions"]) == [call]
+    assert [row[:3] for row in shown["transcript"]] == [["1", "user", "Hello"]]
+    assert token not in shown["url"]
+
+    await api.data(ADD_MESSAGES, {"sessionId": call, "messages": [{"user": {"content": "Hi"}}]})
+    live = await in_thread(wait_for_messages, browser, [2])
+    assert live[2]["cells"][:3] == ["2", "user", "Hi"]
 
 
 def wait_for_live_text(driver: WebDriver, text: str) -> None:

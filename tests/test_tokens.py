@@ -40,14 +40,13 @@ from storage.scope import ScopedMessageStore, ScopedSessionStore
 from tests.api_client import ApiClient
 from tests.conftest import new_org_key
 from tests.new_records import new_session
-from tests.operations import CREATE_SESSION_ID, DELETE_SESSION, UPDATE_SESSION
+from tests.operations import (
+    CREATE_ACCESS_TOKEN,
+    CREATE_SESSION_ID,
+    DELETE_SESSION,
+    UPDATE_SESSION,
+)
 from tests.ws_client import PROTOCOLS, Protocol, connect, connected, serving
-
-CREATE_TOKEN = """
-mutation Mint($input: AccessTokenInput!) {
-  createAccessToken(input: $input) { token expiresAt readOnly sessionIds }
-}
-"""
 
 LIST_IDS = """
 query Ids($filter: SessionFilter) {
@@ -78,7 +77,7 @@ README = (Path(__file__).parent.parent / "README.md").read_text()
 
 async def mint(api: ApiClient, **fields: Any) -> dict[str, Any]:
     """A new access token minted with `api`'s key."""
-    data = await api.data(CREATE_TOKEN, {"input": fields})
+    data = await api.data(CREATE_ACCESS_TOKEN, {"input": fields})
     token: dict[str, Any] = data["createAccessToken"]
     return token
 
@@ -132,14 +131,14 @@ async def test_an_api_key_mints_a_read_only_org_wide_token_for_an_hour_by_defaul
 async def test_a_token_cannot_mint_tokens(server: str, api: ApiClient) -> None:
     minted = await mint(api, readOnly=False)
     async with ApiClient(server, minted["token"]) as browser:
-        error = await browser.error(CREATE_TOKEN, {"input": {}})
+        error = await browser.error(CREATE_ACCESS_TOKEN, {"input": {}})
     assert error["extensions"]["code"] == "FORBIDDEN"
     assert "Only an API key" in error["message"]
 
 
 @pytest.mark.parametrize("ttl", [4, 0, -1, 86_401])
 async def test_a_ttl_out_of_range_is_bad_user_input(api: ApiClient, ttl: int) -> None:
-    error = await api.error(CREATE_TOKEN, {"input": {"ttlSeconds": ttl}})
+    error = await api.error(CREATE_ACCESS_TOKEN, {"input": {"ttlSeconds": ttl}})
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
     assert error["extensions"]["fields"] == ["input.ttlSeconds"]
     assert f"input.ttlSeconds = {ttl}" in error["message"]
@@ -151,7 +150,7 @@ async def test_unknown_and_other_orgs_session_ids_are_bad_user_input(
     mine = await new_session_id(api)
     theirs = await new_session_id(other_api)
     ids = [mine, theirs, "no-such-session"]
-    body = await api.execute(CREATE_TOKEN, {"input": {"sessionIds": ids}})
+    body = await api.execute(CREATE_ACCESS_TOKEN, {"input": {"sessionIds": ids}})
     assert body["data"] is None
     (error,) = body["errors"]
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
@@ -163,7 +162,7 @@ async def test_unknown_and_other_orgs_session_ids_are_bad_user_input(
 async def test_too_many_or_no_session_ids_are_bad_user_input(api: ApiClient) -> None:
     too_many = [f"s{i}" for i in range(101)]
     for ids, says in ((too_many, "at most 100"), ([], "at least one session id")):
-        error = await api.error(CREATE_TOKEN, {"input": {"sessionIds": ids}})
+        error = await api.error(CREATE_ACCESS_TOKEN, {"input": {"sessionIds": ids}})
         assert error["extensions"]["code"] == "BAD_USER_INPUT"
         assert error["extensions"]["fields"] == ["input.sessionIds"]
         assert says in error["message"]
@@ -176,7 +175,7 @@ async def test_without_a_token_secret_minting_says_tokens_are_not_configured(
     _, key = await new_org_key(database)
     async with serving(settings, token_secret=None) as (url, _):
         async with ApiClient(url, key) as client:
-            error = await client.error(CREATE_TOKEN, {"input": {}})
+            error = await client.error(CREATE_ACCESS_TOKEN, {"input": {}})
         assert error["extensions"]["code"] == "TOKENS_NOT_CONFIGURED"
         assert "SESSIONGRAPH_TOKEN_SECRET" in error["message"]
         await unauthenticated(url, token)
