@@ -452,6 +452,23 @@ async def test_a_token_caller_carries_its_grant(
     )
     assert key_caller == Caller(org_id=org[0], key_id=key_caller.key_id)
     assert await verifier.organization_of(token) == org[0]
+    assert not KeyVerifier.expired(key_caller)
+    assert not KeyVerifier.expired(Caller(org_id=org[0], expires_at=claims.expires_at))
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    assert KeyVerifier.expired(Caller(org_id=org[0], expires_at=past))
+
+
+async def test_a_token_issued_a_little_in_the_future_is_accepted(
+    server: str, settings: Settings, database: Database, org: tuple[str, str]
+) -> None:
+    """Another process's clock may run ahead: its fresh tokens still work here."""
+    key_id = await key_id_of(database, org[0])
+    ahead, _ = signer(settings).mint(
+        org[0], key_id, ttl_seconds=60, read_only=True, session_ids=None,
+        now=datetime.now(UTC) + timedelta(seconds=30),
+    )  # fmt: skip
+    async with ApiClient(server, ahead) as client:
+        assert (await client.post(LIST_IDS)).status_code == 200
 
 
 # The SSE query parameter and the logs
