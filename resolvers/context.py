@@ -8,16 +8,20 @@ from typing import TYPE_CHECKING, Any
 
 import strawberry
 
+from resolvers.errors import Forbidden
 from resolvers.loaders import Loaders
 
 if TYPE_CHECKING:
+    from resolvers.tokens import TokenIssuer
     from storage import MessageStore, SessionStore
     from storage.events import EventHub
 
 
 @dataclass(slots=True)
 class Context:
-    """Who is asking (the organization of the API key) and what they may use.
+    """Who is asking (the organization of the API key or access token) and what they may
+    use. For an access token limited to particular sessions, `sessions` and `messages` are
+    stores scoped to them.
 
     Over HTTP there is one context per request. A websocket connection has one for its
     lifetime: `org_id` is set once its `connection_init` is accepted, and subscriptions
@@ -36,10 +40,23 @@ class Context:
     execution_started: Callable[[], None] | None = None
     """Called once the operation has passed parsing and validation and starts executing
     (schema.streaming.ExecutionStarts): a streaming transport answers only then."""
+    key_id: str | None = None
+    read_only: bool = False
+    token: bool = False
+    """Whether the caller holds an access token rather than an API key."""
+    tokens: TokenIssuer | None = None
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:
         self.fresh_loaders()
+
+    def check_writable(self) -> None:
+        """Raise FORBIDDEN for a read-only access token: a mutation must change nothing."""
+        if self.read_only:
+            raise Forbidden(
+                "This access token is read-only; mutations need a token minted "
+                "with readOnly: false, or the API key."
+            )
 
     def fresh_loaders(self) -> None:
         """Start a new batch-and-cache scope: a new request or subscription event."""

@@ -55,6 +55,10 @@ class ServiceUnavailable(ApiError):
     code = "SERVICE_UNAVAILABLE"
 
 
+class TokensNotConfigured(ApiError):
+    code = "TOKENS_NOT_CONFIGURED"
+
+
 def _echo(value: Any, path: str) -> str:
     if any(path.endswith(name) or f".{name}." in path for name in SECRET_NAMES):
         return "(hidden)"
@@ -96,6 +100,8 @@ def from_storage(error: storage.StorageError) -> ApiError:
         return Conflict(str(error), idempotencyKey=error.key)
     if isinstance(error, storage.IdempotencyKeyPending):
         return ServiceUnavailable(str(error), idempotencyKey=error.key)
+    if isinstance(error, storage.SessionScopeExceeded):
+        return Forbidden(str(error))
     return ApiError(str(error))
 
 

@@ -30,6 +30,7 @@ async def add_messages(
     ctx: Context, session_id: str, messages: list[dict[str, Any]], idempotency_key: str | None
 ) -> list[MessageRecord]:
     """Validate and append messages to a session, in order."""
+    ctx.check_writable()
     try:
         valid = AddMessagesInput.model_validate(
             {"messages": messages, "idempotencyKey": idempotency_key}

@@ -100,6 +100,7 @@ async def create_session(
 ) -> tuple[SessionRecord, list[MessageRecord]]:
     """Validate and store a new session with its initial messages; with an idempotency key,
     a retry of the same input returns the session the first call created."""
+    ctx.check_writable()
     try:
         request = CreateSessionRequest.model_validate(
             {"input": data, "idempotencyKey": idempotency_key}
@@ -128,6 +129,7 @@ async def create_session(
 
 async def update_session(ctx: Context, session_id: str, data: dict[str, Any]) -> SessionRecord:
     """Change a session's name, status or expiration."""
+    ctx.check_writable()
     try:
         valid = UpdateSessionInput.model_validate(data)
     except ValidationError as error:
@@ -149,4 +151,5 @@ async def update_session(ctx: Context, session_id: str, data: dict[str, Any]) ->
 
 async def delete_session(ctx: Context, session_id: str) -> SessionRecord:
     """Delete a session and its transcript; return the session as it was."""
+    ctx.check_writable()
     return await ctx.sessions.delete(ctx.org_id, session_id)

@@ -35,6 +35,7 @@ from schema.scalars import SCALAR_MAP
 from schema.sessions import SessionMutations, SessionQueries
 from schema.streaming import ExecutionStarts
 from schema.subscriptions import Subscription
+from schema.tokens import TokenMutations
 
 PAGE_SIZES = {("Query", "sessions"): 20, ("Session", "messages"): 50}
 """Default page sizes, which the cost estimate assumes when first/last are not given."""
@@ -57,8 +58,10 @@ class Query(SessionQueries, NodeQueries):
     pass
 
 
-@strawberry.type(description="Create, change and delete sessions; append messages.")
-class Mutation(SessionMutations):
+@strawberry.type(
+    description="Create, change and delete sessions; append messages; mint access tokens."
+)
+class Mutation(SessionMutations, TokenMutations):
     pass
 
 

@@ -23,7 +23,7 @@ from schema import create_schema
 from sessiongraph.access_log import AccessLog
 from sessiongraph.auth import KeyVerifier
 from sessiongraph.console import console_routes, graphiql_asset_routes
-from sessiongraph.dev_key import announce_development_key
+from sessiongraph.dev_key import DEV_TOKEN_SECRET_FILE, announce_development_key
 from sessiongraph.documents import PersistedDocuments
 from sessiongraph.embedded import EmbeddedDatabase
 from sessiongraph.graphql_http import GraphQLHTTP
@@ -34,6 +34,7 @@ from sessiongraph.metrics import Metrics
 from sessiongraph.rate_limit import RateLimit
 from sessiongraph.services import Services
 from sessiongraph.settings import Settings, secret_keys
+from sessiongraph.tokens import AccessTokens, development_token_secret
 from sessiongraph.tracing import tracing_from_environment
 from storage import ApiKeyStore, Database, MessageStore, SessionStore
 from storage.events import EventHub
@@ -43,6 +44,18 @@ from storage.secret_box import SecretBox
 log = logging.getLogger("sessiongraph")
 
 READY_TIMEOUT_SECONDS = 2.0
+
+
+def access_tokens(settings: Settings) -> AccessTokens | None:
+    """The token signer: with SESSIONGRAPH_TOKEN_SECRET, or on the embedded development
+    database with a secret kept next to the development key; else None (no tokens)."""
+    if settings.token_secret is not None:
+        return AccessTokens(settings.token_secret.get_secret_value())
+    if settings.embedded:
+        return AccessTokens(
+            development_token_secret(settings.dev_key_file.with_name(DEV_TOKEN_SECRET_FILE))
+        )
+    return None
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -117,11 +130,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 sessions=SessionStore(db, publish, secrets),
                 messages=MessageStore(db, publish),
                 events=events,
-                verifier=KeyVerifier(keys, settings.auth_cache_seconds),
+                verifier=KeyVerifier(
+                    keys, settings.auth_cache_seconds, tokens=access_tokens(settings)
+                ),
                 documents=PersistedDocuments(
                     PersistedDocumentStore(db), settings.trusted_documents
                 ),
             )
+            services.verifier.on_revoked(live.end_revoked)
+            services.verifier.start()
             if embedded is not None:
                 await announce_development_key(keys, settings)
             # Also on the app itself, for operators' tooling and the tests' leak checks.
@@ -137,6 +154,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     await live.drain(settings.shutdown_timeout_seconds)
                 finally:
                     log.info("shutting down: closing the change stream and the database client")
+                    await services.verifier.stop()
                     await events.stop()
                     await db.close()
         finally:

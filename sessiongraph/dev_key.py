@@ -12,6 +12,8 @@ from sessiongraph.settings import Settings
 from storage import ApiKeyStore
 
 DEV_ORG = "dev"
+DEV_TOKEN_SECRET_FILE = "dev-token-secret"
+"""The development token secret's file, in the development key's directory."""
 
 
 async def development_key(keys: ApiKeyStore, settings: Settings) -> str:

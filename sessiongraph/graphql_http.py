@@ -40,6 +40,7 @@ from sessiongraph.live.engine import LiveEngine, OperationRequest
 from sessiongraph.live.origins import FORBIDDEN_ORIGIN, OriginPolicy
 from sessiongraph.live.tracking import Connection, shape_of
 from sessiongraph.services import Services
+from sessiongraph.tokens import AccessTokenRefused, query_access_token
 from storage import is_database_unavailable
 
 log = logging.getLogger("sessiongraph.http")
@@ -340,7 +341,7 @@ class GraphQLHTTP:
         headers = {"X-Request-ID": request_id}
         try:
             async with asyncio.timeout(self.timeout_seconds):
-                caller = await self._caller(request)
+                caller = await self._caller(request, query_token=True)
                 document = await self._document(request, caller.org_id, fields[0])
                 allowed = self._sse_operations(request, document.text, fields[2])
                 outcome = await sse.open_stream(
@@ -404,7 +405,7 @@ class GraphQLHTTP:
                 caller = await self._caller(request)
                 document = await self._document(request, caller.org_id, fields[0])
                 result = await self._execute(
-                    request, request_id, caller.org_id, (document.text, *fields[1:]), allowed
+                    request, request_id, caller, (document.text, *fields[1:]), allowed
                 )
                 if document.register_as is not None and not _is_request_error(result):
                     services: Services = request.state.services
@@ -433,13 +434,24 @@ class GraphQLHTTP:
             RETRY_AFTER,
         )
 
-    async def _caller(self, request: Request) -> Caller:
-        """The caller the request's API key authenticates, or HttpProblem 401/503."""
+    async def _caller(self, request: Request, *, query_token: bool = False) -> Caller:
+        """The caller of the request's API key or access token, or HttpProblem 401/503.
+        With `query_token` (SSE), an access token may come in the `access_token` query
+        parameter instead, as EventSource cannot set headers (never an API key)."""
         services: Services = request.state.services
+        credential = bearer_key(request.headers.get("authorization"))
+        if query_token and credential is None:
+            try:
+                credential = query_access_token(request.method, request.query_params)
+            except AccessTokenRefused as refused:
+                raise HttpProblem(
+                    401,
+                    "UNAUTHENTICATED",
+                    str(refused),
+                    {"WWW-Authenticate": 'Bearer realm="sessiongraph"'},
+                ) from None
         try:
-            caller = await services.verifier.caller_of(
-                bearer_key(request.headers.get("authorization"))
-            )
+            caller = await services.verifier.caller_of(credential)
         except Exception as error:
             if not is_database_unavailable(error):
                 raise
@@ -448,7 +460,8 @@ class GraphQLHTTP:
             raise HttpProblem(
                 401,
                 "UNAUTHENTICATED",
-                "A valid API key is required: send `Authorization: Bearer <key>`.",
+                "A valid API key or unexpired access token is required: send "
+                "`Authorization: Bearer <key or token>`.",
                 {"WWW-Authenticate": 'Bearer realm="sessiongraph"'},
             )
         return caller
@@ -470,13 +483,13 @@ class GraphQLHTTP:
         self,
         request: Request,
         request_id: str,
-        org_id: str,
+        caller: Caller,
         fields: tuple[str, dict[str, Any] | None, str | None],
         allowed: frozenset[OperationType],
     ) -> ExecutionResult:
         query, variables, operation_name = fields
         services: Services = request.state.services
-        context = services.context(org_id, request_id)
+        context = services.context(caller, request_id)
         try:
             return await self.schema.execute(
                 query,

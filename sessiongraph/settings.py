@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sessiongraph.tokens import MIN_SECRET_LENGTH
 from storage.database import Driver, check_driver
 from storage.secret_box import SecretBox
 
@@ -82,6 +83,12 @@ class Settings(BaseSettings):
         default=None,
         description="Fernet key(s), comma-separated, that encrypt write-only secrets at rest; "
         "the first encrypts, all decrypt. Unset: secrets are stored unencrypted.",
+    )
+    token_secret: SecretStr | None = Field(
+        default=None,
+        description="The secret (32 characters or more) that signs access tokens. Unset: "
+        "the embedded development database uses one kept next to the development key; "
+        "with MONGODB_URI, access tokens can be neither minted nor used.",
     )
     graphiql: bool = True
     graphql_get: bool = Field(
@@ -159,6 +166,16 @@ class Settings(BaseSettings):
     def _check_secret_key(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
             SecretBox(secret_keys(value))
+        return value
+
+    @field_validator("token_secret")
+    @classmethod
+    def _check_token_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"SESSIONGRAPH_TOKEN_SECRET needs at least {MIN_SECRET_LENGTH} characters, "
+                f"got {len(value.get_secret_value())}"
+            )
         return value
 
     @property

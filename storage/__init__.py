@@ -8,6 +8,7 @@ from storage.errors import (
     IdempotencyKeyReused,
     SessionClosed,
     SessionNotFound,
+    SessionScopeExceeded,
     StorageError,
 )
 from storage.messages import MessageStore
@@ -42,6 +43,7 @@ __all__ = [
     "SessionPosition",
     "SessionQuery",
     "SessionRecord",
+    "SessionScopeExceeded",
     "SessionStore",
     "StorageError",
     "TimeRange",

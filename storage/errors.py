@@ -53,3 +53,13 @@ class ApiKeyNotFound(StorageError):
     def __init__(self, key_id: str) -> None:
         super().__init__(f"No API key with id {key_id!r}.")
         self.key_id = key_id
+
+
+class SessionScopeExceeded(StorageError):
+    """A caller limited to particular sessions asked to create another."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This access token is limited to particular sessions, so it cannot create "
+            "sessions; mint one without sessionIds, or use the API key."
+        )

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from starlette.applications import Starlette
 
 from sessiongraph.app import create_app
@@ -62,6 +64,7 @@ def settings(mongo_uri: str, db_name: str, listening_socket: socket.socket) -> S
         rate_limit_per_second=0,
         port=listening_socket.getsockname()[1],
         db_timeout_ms=5000,
+        token_secret=SecretStr(secrets.token_urlsafe(32)),
     )
 
 

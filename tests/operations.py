@@ -111,3 +111,9 @@ query List(
   }
 }
 """
+
+CREATE_ACCESS_TOKEN = """
+mutation Mint($input: AccessTokenInput!) {
+  createAccessToken(input: $input) { token expiresAt readOnly sessionIds }
+}
+"""

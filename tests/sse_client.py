@@ -98,8 +98,10 @@ async def sse(
     *,
     method: str = "POST",
     headers: dict[str, str] | None = None,
+    access_token: str | None = None,
 ) -> AsyncIterator[EventReader]:
-    """An SSE request for `query`; yields a reader of its response (any status)."""
+    """An SSE request for `query`; yields a reader of its response (any status). GET may
+    carry `access_token` in its URL, as an EventSource does."""
     sent = {"Accept": EVENT_STREAM, **(headers or {})}
     if key is not None:
         sent["Authorization"] = f"Bearer {key}"
@@ -111,6 +113,8 @@ async def sse(
             params = {"query": query}
             if variables is not None:
                 params["variables"] = json.dumps(variables)
+            if access_token is not None:
+                params["access_token"] = access_token
             request = http.build_request("GET", "/graphql", params=params, headers=sent)
         response = await http.send(request, stream=True)
         try:

@@ -34,7 +34,12 @@ from sessiongraph.app import create_app
 from sessiongraph.settings import Settings
 from storage.events import EventHub
 from tests.api_client import ApiClient
-from tests.operations import ADD_MESSAGES, CREATE_SESSION_ID, UPDATE_SESSION
+from tests.operations import (
+    ADD_MESSAGES,
+    CREATE_ACCESS_TOKEN,
+    CREATE_SESSION_ID,
+    UPDATE_SESSION,
+)
 from tests.serving import bound_socket, serve
 from tests.ws_client import wait_until
 
@@ -355,6 +360,24 @@ async def test_console_lists_sessions_and_follows_a_transcript_live(
     assert ended == ("ended", "Completed · 4 messages")
 
 
+async def test_console_works_with_a_read_only_access_token_for_one_session(
+    browser: webdriver.Chrome, server: str, api: ApiClient
+) -> None:
+    await create_session(api, "Not for this token", ["hidden"])
+    call = await create_session(api, "Shared call", ["Hello"])
+    minted = await api.data(CREATE_ACCESS_TOKEN, {"input": {"sessionIds": [call]}})
+    token = minted["createAccessToken"]["token"]
+
+    shown = await in_thread(list_and_open, browser, server, token, call, 1)
+    assert list(shown["sessions"]) == [call]
+    assert [row[:3] for row in shown["transcript"]] == [["1", "user", "Hello"]]
+    assert token not in shown["url"]
+
+    await api.data(ADD_MESSAGES, {"sessionId": call, "messages": [{"user": {"content": "Hi"}}]})
+    live = await in_thread(wait_for_messages, browser, [2])
+    assert live[2]["cells"][:3] == ["2", "user", "Hi"]
+
+
 def wait_for_live_text(driver: WebDriver, text: str) -> None:
     wait(driver).until(ec.text_to_be_present_in_element((By.ID, "live"), text))
 
@@ -425,7 +448,7 @@ def reject_key(driver: WebDriver, base_url: str) -> dict[str, Any]:
 async def test_console_shows_an_error_for_a_bad_key(browser: webdriver.Chrome, server: str) -> None:
     shown = await in_thread(reject_key, browser, server)
 
-    assert "API key was not accepted" in shown["error"]
+    assert "API key or access token was not accepted" in shown["error"]
     assert "UNAUTHENTICATED" in shown["error"]
     assert shown["sessions_shown"] is False
     assert shown["stored"] is None

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from starlette.applications import Starlette
 
 from sessiongraph.app import create_app
 from sessiongraph.documents import (
@@ -25,7 +26,10 @@ from sessiongraph.documents import (
 from sessiongraph.settings import Settings
 from storage import ApiKeyStore, Database
 from storage.persisted import MAX_DOCUMENT_BYTES, MAX_REGISTERED_PER_ORG, PersistedDocumentStore
+from tests.api_client import ApiClient
+from tests.operations import CREATE_SESSION_ID, UPDATE_SESSION
 from tests.serving import bound_socket, serve
+from tests.ws_client import PROTOCOLS, TRANSPORT_WS, Protocol, connected, wait_until
 
 COUNT = "query Count { sessions(first: 1) { totalCount } }"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -372,3 +376,77 @@ async def test_required_does_not_run_queries_registered_with_apq(
         response = await strict.post("/graphql", json={"extensions": apq(query)})
 
     assert code(response) == PERSISTED_QUERY_NOT_FOUND
+
+
+# Live transports: the same resolution for websocket subscribe payloads and SSE requests
+
+WATCH_UPDATES = "subscription Watch($id: ID!) { sessionUpdated(id: $id) { id name } }"
+
+
+def subscribe_message(protocol: Protocol, id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """A subscribe message that names its document instead of sending it."""
+    return {
+        "id": id,
+        "type": "subscribe" if protocol == TRANSPORT_WS else "start",
+        "payload": payload,
+    }
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_a_websocket_subscribes_by_apq_hash_and_by_document_id(
+    app: Starlette, server: str, database: Database, org: tuple[str, str], protocol: Protocol
+) -> None:
+    document_id = await trusted(database, WATCH_UPDATES)
+    async with ApiClient(server, org[1]) as api:
+        session_id = (await api.data(CREATE_SESSION_ID, {"input": {}}))["createSession"]["id"]
+        async with connected(server, org[1], protocol) as ws:
+            variables = {"id": session_id}
+            await ws.send(
+                subscribe_message(
+                    protocol, "1", {"documentId": document_id, "variables": variables}
+                )
+            )
+            await ws.send(
+                subscribe_message(
+                    protocol, "2", {"extensions": apq(WATCH_UPDATES), "variables": variables}
+                )
+            )
+            tracker = app.state.subscriptions
+            await wait_until(
+                lambda: sum(s.org_id == org[0] for s in tracker.subscriptions) == 2,
+                "both subscriptions started",
+            )
+            await api.data(UPDATE_SESSION, {"id": session_id, "input": {"name": "renamed"}})
+            frames = [await ws.receive(), await ws.receive()]
+    assert sorted(frame["id"] for frame in frames) == ["1", "2"]
+    for frame in frames:
+        assert frame["payload"]["data"]["sessionUpdated"]["name"] == "renamed", frame
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_a_websocket_subscription_by_unknown_hash_is_refused_with_its_code(
+    server: str, org: tuple[str, str], protocol: Protocol
+) -> None:
+    async with connected(server, org[1], protocol) as ws:
+        await ws.send(subscribe_message(protocol, "1", {"extensions": apq(unique_query())}))
+        refusal = await ws.receive()
+    assert refusal["type"] == "error"
+    payload = refusal["payload"]
+    first = payload[0] if isinstance(payload, list) else payload
+    assert first["extensions"]["code"] == PERSISTED_QUERY_NOT_FOUND
+
+
+async def test_an_sse_request_runs_a_trusted_document_by_id(
+    server: str, database: Database, org: tuple[str, str]
+) -> None:
+    document_id = await trusted(database, COUNT)
+    async with httpx.AsyncClient(base_url=server, timeout=30) as http:
+        response = await http.post(
+            "/graphql",
+            json={"documentId": document_id},
+            headers={"Authorization": f"Bearer {org[1]}", "Accept": "text/event-stream"},
+        )
+    assert response.status_code == 200
+    assert "event: next" in response.text
+    assert '"totalCount"' in response.text
+    assert "event: complete" in response.text

@@ -23,7 +23,7 @@ import strawberry
 from strawberry.types.execution import ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from sessiongraph.auth import Caller
+from sessiongraph.auth import Caller, KeyVerifier
 from sessiongraph.live.sharing import Delivery, SharedStreams, delivery_of, group_key
 from sessiongraph.live.tracking import (
     SHUTDOWN_CODE,
@@ -40,6 +40,7 @@ from storage.clock import utc_now
 CALLER_ENDED_CODE = 4403
 """The websocket close code of a connection whose caller's credential ended (Forbidden)."""
 CREDENTIAL_EXPIRED = "The credential expired; reconnect with a fresh one."
+KEY_REVOKED = "The API key behind this credential was revoked."
 
 Send = Callable[[Delivery], Awaitable[None]]
 """Frames one delivery for a transport's wire and writes it."""
@@ -80,6 +81,7 @@ class LiveEngine:
         self.init_timeout_seconds = init_timeout_seconds
         self.shared = SharedStreams(member_limit=subscriber_buffer)
         self.tracker = SubscriptionTracker(metrics)
+        self._endings: set[asyncio.Task[int]] = set()
 
     async def run(
         self,
@@ -110,12 +112,14 @@ class LiveEngine:
         failure: BaseException | None = None
         try:
             key = None
-            if resume_after_seq is None:
+            # A shared run reads as the whole organization: a token limited to particular
+            # sessions runs its subscriptions on its own scoped context instead.
+            if resume_after_seq is None and caller.session_ids is None:
                 key = group_key(
                     caller.org_id, request.query, request.operation_name, request.variables
                 )
             if key is None:
-                context = services.context(caller.org_id, connection.id)
+                context = services.context(caller, connection.id)
                 context.resume_after_seq = resume_after_seq
                 context.execution_started = began
                 results = await self.schema.stream(
@@ -169,7 +173,7 @@ class LiveEngine:
         encoded payload per event, which this member only frames."""
 
         async def start(started: Callable[[], None]) -> AsyncIterator[ExecutionResult]:
-            context = services.context(caller.org_id)
+            context = services.context(caller)
             context.execution_started = started
             results = await self.schema.stream(
                 request.query,
@@ -209,21 +213,37 @@ class LiveEngine:
 
     # Connections
 
-    def watch_expiry(self, connection: Connection) -> asyncio.Task[None] | None:
-        """A task that ends the connection when its caller's credential expires (None
-        when it never does); cancel it when the connection ends first."""
+    def watch_credential(
+        self, connection: Connection, verifier: KeyVerifier
+    ) -> asyncio.Task[None] | None:
+        """A task that, while the connection is open, has the verifier re-check its
+        caller's key for revocation (see `end_revoked`) and ends the connection when the
+        caller's credential expires; cancel it when the connection ends first."""
         caller = connection.caller
-        if caller is None or caller.expires_at is None:
+        if caller is None:
             return None
         expires_at = caller.expires_at
 
-        async def expire() -> None:
-            await asyncio.sleep(max(0.0, (expires_at - utc_now()).total_seconds()))
-            if connection.close is not None:
-                with contextlib.suppress(Exception):
-                    await connection.close(CALLER_ENDED_CODE, CREDENTIAL_EXPIRED)
+        async def watch() -> None:
+            with verifier.holding(caller):
+                if expires_at is None:
+                    await asyncio.Event().wait()  # until cancelled
+                    return
+                await asyncio.sleep(max(0.0, (expires_at - utc_now()).total_seconds()))
+                if connection.close is not None:
+                    with contextlib.suppress(Exception):
+                        await connection.close(CALLER_ENDED_CODE, CREDENTIAL_EXPIRED)
 
-        return asyncio.create_task(expire(), name=f"expiry-{connection.id}")
+        return asyncio.create_task(watch(), name=f"credential-{connection.id}")
+
+    def end_revoked(self, key_ids: frozenset[str]) -> None:
+        """The verifier found these API keys revoked: end every connection and stream
+        authenticated by one of them or by a token minted from one."""
+        task = asyncio.create_task(
+            self.end_where(lambda caller: caller.key_id in key_ids, KEY_REVOKED)
+        )
+        self._endings.add(task)
+        task.add_done_callback(self._endings.discard)
 
     async def end_where(self, predicate: Callable[[Caller], bool], reason: str) -> int:
         """End every open connection and stream whose caller meets `predicate` (websockets

@@ -62,7 +62,7 @@ class EventStream:
         self.task = asyncio.create_task(
             self._run(services, request, allowed, resume_after_seq), name=f"sse-{connection.id}"
         )
-        self.expiry = engine.watch_expiry(connection)
+        self.expiry = engine.watch_credential(connection, services.verifier)
 
     async def _run(
         self,

@@ -11,11 +11,14 @@ from typing import Any
 import orjson
 from starlette.websockets import WebSocket
 
+from resolvers.errors import UNAVAILABLE_MESSAGE
 from sessiongraph.auth import Caller, bearer_key
+from sessiongraph.documents import DocumentProblem, RequestDocument
 from sessiongraph.live.engine import LiveEngine, OperationRequest
 from sessiongraph.live.sharing import Delivery
 from sessiongraph.live.tracking import Connection, is_disconnect
 from sessiongraph.services import Services
+from storage import is_database_unavailable
 
 log = logging.getLogger("sessiongraph.subscriptions")
 
@@ -69,13 +72,25 @@ def protocol_violation(message: Any, start: str, stop: str) -> str | None:
         return f"A `{message['type']}` message needs a string `id`."
     if message["type"] == start:
         payload = message.get("payload")
-        if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
-            return f"A `{start}` message needs a `payload` with a string `query`."
+        if not isinstance(payload, dict) or not (
+            isinstance(payload.get("query"), str) or _names_persisted_document(payload)
+        ):
+            return (
+                f"A `{start}` message needs a `payload` with a string `query` (or a "
+                "`documentId`, or a `persistedQuery` extension)."
+            )
         if not isinstance(payload.get("variables"), dict | None):
             return "`payload.variables` must be an object."
         if not isinstance(payload.get("operationName"), str | None):
             return "`payload.operationName` must be a string."
     return None
+
+
+def _names_persisted_document(payload: dict[str, Any]) -> bool:
+    """Whether a subscribe payload without a `query` names a persisted document instead."""
+    extensions = payload.get("extensions")
+    persisted = isinstance(extensions, dict) and isinstance(extensions.get("persistedQuery"), dict)
+    return isinstance(payload.get("documentId"), str) or persisted
 
 
 def subscription_limit_error(limit: int | None) -> dict[str, Any]:
@@ -150,7 +165,7 @@ class WebSocketSession:
         """The connection is authenticated as `caller`."""
         self.connection.caller = caller
         self.acknowledged = True
-        expiry = self.engine.watch_expiry(self.connection)
+        expiry = self.engine.watch_credential(self.connection, self.services.verifier)
         if expiry is not None:
             self._timers.append(expiry)
 
@@ -160,18 +175,43 @@ class WebSocketSession:
 
     def start(self, id: str, payload: dict[str, Any]) -> None:
         """Run the operation `id` in a task of its own."""
-        request = OperationRequest(
-            payload["query"], payload.get("variables"), payload.get("operationName")
-        )
-        task = asyncio.create_task(self._operate(id, request))
+        task = asyncio.create_task(self._operate(id, payload))
         self.operations[id] = task
         task.add_done_callback(_retrieved)
 
-    async def _operate(self, id: str, request: OperationRequest) -> None:
+    async def _document(self, id: str, payload: dict[str, Any]) -> RequestDocument | None:
+        """The document a subscribe payload names (its `query`, a `documentId` or an APQ
+        hash); None once a refusal has been sent for the operation `id`."""
+        assert self.connection.caller is not None
         try:
+            return await self.services.documents.resolve_request(
+                self.connection.caller.org_id, payload
+            )
+        except DocumentProblem as problem:
+            code, message = problem.code, str(problem)
+        except Exception as error:
+            if not is_database_unavailable(error):
+                raise
+            code, message = "SERVICE_UNAVAILABLE", UNAVAILABLE_MESSAGE
+        refusal = [{"message": message, "extensions": {"code": code}}]
+        self.forget(id)
+        await self.send(id, Delivery("error", orjson.dumps(refusal).decode(), error_code=code))
+        return None
+
+    async def _operate(self, id: str, payload: dict[str, Any]) -> None:
+        try:
+            document = await self._document(id, payload)
+            if document is None:
+                return
+            request = OperationRequest(
+                document.text, payload.get("variables"), payload.get("operationName")
+            )
             ending = await self.engine.run(
                 self.services, self.connection, id, request, lambda d: self.send(id, d)
             )
+            if document.register_as is not None and ending != "error":
+                assert self.connection.caller is not None
+                await self.services.documents.remember(self.connection.caller.org_id, document)
             if ending == "complete":
                 self.forget(id)
                 await self.complete(id)

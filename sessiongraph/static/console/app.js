@@ -14,7 +14,7 @@ const RETRY_MAX_MS = 15000;
 const FATAL_CLOSE = new Map([
   [4400, "the server rejected a message of the console"],
   [4401, "the connection was not authorised"],
-  [4403, "the API key was not accepted"],
+  [4403, "the API key or access token was not accepted (revoked or expired?)"],
   [4429, "the connection was initialised twice"],
 ]);
 
@@ -94,7 +94,7 @@ function clearError() {
 
 function describe(error) {
   if (error.code === "UNAUTHENTICATED") {
-    return `The API key was not accepted (UNAUTHENTICATED). ${error.message}`;
+    return `The API key or access token was not accepted (UNAUTHENTICATED). ${error.message}`;
   }
   return error.code ? `${error.message} (${error.code})` : error.message;
 }
@@ -527,7 +527,7 @@ ui.form.addEventListener("submit", (event) => {
   event.preventDefault();
   const key = ui.key.value.trim();
   if (!key) {
-    showError("Enter an API key.");
+    showError("Enter an API key or an access token.");
     return;
   }
   clearError();
