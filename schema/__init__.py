@@ -6,20 +6,14 @@ from collections.abc import Callable
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import (
-    AddValidationRules,
-    DisableIntrospection,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    QueryDepthLimiter,
-    SchemaExtension,
-    ValidationCache,
-)
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
-from schema.cost import QueryCostLimiter
-from schema.errors import ErrorPresenter, SafeParserCache
+from schema.cost import CostLimit
+from schema.execution import LeafFirstExecutionContext
+from schema.guard import Guards, OperationGuard
 from schema.messages import (
     AssistantMessage,
     DeveloperMessage,
@@ -27,7 +21,7 @@ from schema.messages import (
     ToolMessage,
     UserMessage,
 )
-from schema.observe import OperationObserver, OperationObserving
+from schema.observe import OperationObserver
 from schema.scalars import SCALAR_MAP
 from schema.sessions import SessionMutations, SessionQueries
 from schema.subscriptions import Subscription
@@ -37,8 +31,11 @@ PAGE_SIZES = {("Query", "sessions"): 20, ("Session", "messages"): 50}
 
 
 class SessionGraphSchema(strawberry.Schema):
-    """Strawberry's schema, minus its logging of every error: `ErrorPresenter` logs the
+    """Strawberry's schema, minus its logging of every error: `OperationGuard` logs the
     unexpected ones with their request id, and client errors are not server faults."""
+
+    guards: Guards
+    """The limits, caches and observer its `OperationGuard` uses."""
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -62,40 +59,37 @@ def create_schema(
     max_depth: int = 12,
     introspection: bool = True,
     observe_operation: OperationObserver | None = None,
-) -> strawberry.Schema:
+) -> SessionGraphSchema:
     """The schema with its guards: parser and validation caches (bounded), limits on depth,
     tokens, aliases and estimated cost, and error coding and masking. Without introspection,
     field suggestions ("Did you mean ...?") are off too, so they cannot map the schema.
     `observe_operation`, when given, hears of every query and mutation once answered."""
     # The limiters' rule classes are made once: each QueryDepthLimiter or MaxAliasesLimiter
-    # makes a new class, and ValidationCache is keyed by the rules, so one made per request
-    # would never hit (and would leave a class per request for the garbage collector).
-    limit_rules = [
+    # makes a new class, and the validation cache is keyed by the rules, so one made per
+    # request would never hit (and would leave a class per request for the garbage collector).
+    rules = (
+        *(() if introspection else (NoSchemaIntrospectionCustomRule,)),
         *QueryDepthLimiter(max_depth=max_depth).validation_rules,
         *MaxAliasesLimiter(max_alias_count=30).validation_rules,
-    ]
-    extensions: list[Callable[[], SchemaExtension]] = [
-        lambda: SafeParserCache(maxsize=512),
-        lambda: ValidationCache(maxsize=512),
-        lambda: AddValidationRules(limit_rules),
-        lambda: MaxTokensLimiter(max_token_count=4000),
-        lambda: QueryCostLimiter(max_query_cost, default_page_size=20, field_page_sizes=PAGE_SIZES),
-        ErrorPresenter,
-    ]
-    if not introspection:
-        extensions.insert(2, DisableIntrospection)
-    if observe_operation is not None:
-        observer = observe_operation
-        # First, so that it sees the errors as ErrorPresenter codes them.
-        extensions.insert(0, lambda: OperationObserving(observer))
-    return SessionGraphSchema(
+    )
+    guards = Guards(
+        rules=rules,
+        max_tokens=4000,
+        cost=CostLimit(max_query_cost, default_page_size=20, field_page_sizes=PAGE_SIZES),
+        observe=observe_operation,
+    )
+    extensions: list[Callable[[], SchemaExtension]] = [lambda: OperationGuard(guards)]
+    schema = SessionGraphSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         types=[SystemMessage, UserMessage, AssistantMessage, ToolMessage, DeveloperMessage],
         extensions=extensions,
+        execution_context_class=LeafFirstExecutionContext,
         config=StrawberryConfig(scalar_map=SCALAR_MAP, disable_field_suggestions=not introspection),
     )
+    schema.guards = guards
+    return schema
 
 
 def schema_sdl() -> str:
