@@ -36,6 +36,8 @@ Needs wrk: `apt-get install -y wrk` (Debian/Ubuntu) or `brew install wrk` (macOS
 
     python -m bench.http                      # 3 runs x 10 s per operation and server
     python -m bench.http --runs 1 --duration 5 --operations SessionMessages --no-yoga
+    python -m bench.http --before /tmp/before    # git archive <commit> | tar -x -C /tmp/before
+    python -m bench.http --python /tmp/venv312/bin/python    # another Python, same code
 """
 
 from __future__ import annotations
@@ -177,6 +179,28 @@ def _yoga(b: Bench) -> Any:
     return spawn([node, str(YOGA / "server.js"), "--port", str(port)], port, b.environment())
 
 
+def _served_by(b: Bench, python: str, source: str | None = None) -> Any:
+    """`sessiongraph serve` run by another interpreter, or from another source tree (a
+    checkout of an earlier commit), as `Bench.server` runs it."""
+    port = free_port()
+    # -P: not this directory first on the path, so that `source` is imported.
+    argv = [python, "-P", "-m", "sessiongraph.cli", "serve", "--port", str(port)]
+    env = b.environment(**NO_RATE_LIMIT)
+    if source is not None:
+        env["PYTHONPATH"] = source
+    return spawn(argv, port, env)
+
+
+def _python_version(python: str) -> str:
+    version = subprocess.run(
+        [python, "-c", "import platform; print(platform.python_version())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return f"py{version.stdout.strip()}"
+
+
 def _ratios(
     runs: dict[str, list[dict[str, Any]]], name: str, peer: str, key: str
 ) -> tuple[float, list[float]]:
@@ -204,6 +228,19 @@ async def main() -> None:
         help=f"comma-separated, of {', '.join(DOCUMENTS)} ({','.join(DEFAULT_OPERATIONS)})",
     )
     parser.add_argument("--no-yoga", action="store_true", help="leave the Node peer out")
+    parser.add_argument(
+        "--python",
+        action="append",
+        default=[],
+        help="also run sessiongraph under this interpreter (a venv's python with the project "
+        "installed), compared with the one running this script; repeatable",
+    )
+    parser.add_argument(
+        "--before",
+        metavar="DIR",
+        help="also run sessiongraph from this source tree (such as `git archive` of an "
+        "earlier commit), compared with this one",
+    )
     parser.add_argument("--latency-seconds", type=float, default=3, help="per latency check")
     parser.add_argument("--latency-check", action="store_true", help="run the check first")
     args = parser.parse_args()
@@ -221,6 +258,12 @@ async def main() -> None:
         }
         if not args.no_yoga:
             targets["yoga"] = await stack.enter_async_context(_yoga(b))
+        for python in args.python:
+            name = f"sessiongraph {_python_version(python)}"
+            targets[name] = await stack.enter_async_context(_served_by(b, python))
+        if args.before:
+            served = _served_by(b, sys.executable, source=args.before)
+            targets["sessiongraph before"] = await stack.enter_async_context(served)
         ids = await seed(b, targets["sessiongraph"].url, args.sessions, args.messages)
         for op in chosen:
             if "$id" in DOCUMENTS[op]:
@@ -286,7 +329,8 @@ async def main() -> None:
     rows = []
     ratio_rows = []
     results: dict[str, Any] = {}
-    peers = [name for name in targets if name != "sessiongraph"]
+    peers = [name for name in targets if name in ("baseline", "yoga")]
+    others = [name for name in targets if name.startswith("sessiongraph ")]  # vs this one
     for op in operations:
         summary = {name: median_of(runs[op][name]) for name in targets}
         results[op] = {name: {**summary[name], "runs": runs[op][name]} for name in targets}
@@ -307,6 +351,19 @@ async def main() -> None:
             }
             ratio_rows.append(
                 [op, f"sessiongraph / {peer}", f"{rps:.2f}", f"{cpu:.2f}",
+                 " ".join(f"{r:.2f}" for r in cpu_runs)]
+            )  # fmt: skip
+        for other in others:
+            rps, rps_runs = _ratios(runs[op], other, "sessiongraph", "requests_per_s")
+            cpu, cpu_runs = _ratios(runs[op], other, "sessiongraph", "server_cpu_ms_per_request")
+            results[op][other]["over_sessiongraph"] = {
+                "requests_per_s": rps,
+                "requests_per_s_per_run": rps_runs,
+                "server_cpu_per_request": cpu,
+                "server_cpu_per_request_per_run": cpu_runs,
+            }
+            ratio_rows.append(
+                [op, f"{other} / sessiongraph", f"{rps:.2f}", f"{cpu:.2f}",
                  " ".join(f"{r:.2f}" for r in cpu_runs)]
             )  # fmt: skip
     print_table(
