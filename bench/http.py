@@ -325,7 +325,20 @@ async def main() -> None:
                         f"errors {result['errors']}"
                     )
         memory = {name: server.memory_kib()[1] / 1024 for name, server in targets.items()}
+        # Reported before the database is dropped: a database still busy with the requests
+        # wrk left in flight may drop the connection then, and the runs must not be lost.
+        _report(args, operations, list(targets), runs, memory, latency)
 
+
+def _report(
+    args: argparse.Namespace,
+    operations: dict[str, list[str]],
+    targets: list[str],
+    runs: dict[str, dict[str, list[dict[str, Any]]]],
+    memory: dict[str, float],
+    latency: list[dict[str, Any]],
+) -> None:
+    """Print the tables and write bench/results/http.json."""
     rows = []
     ratio_rows = []
     results: dict[str, Any] = {}
