@@ -1,19 +1,24 @@
 """The baseline of bench.http: the same answers with nothing but Starlette, PyMongo and orjson.
 
-One endpoint, POST /graphql, answers the two operations bench.http sends, by operationName,
+One endpoint, POST /graphql, answers the operations bench.http sends, by operationName,
 with exactly the JSON the GraphQL server returns for them (bench.http checks that before it
 measures), doing the same database work the storage layer does:
 
 - the API key: its SHA-256 looked up in `api_keys` (`{key_hash, revoked_at: None}`,
   projection `{org_id: 1}`), remembered for SESSIONGRAPH_AUTH_CACHE_SECONDS (5, as the server
   does by default);
-- SessionById: `sessions.find({_id: {$in: [id]}, org_id}, {phone_number_secrets: 0})`, as
-  `SessionStore.get_many` issues it for the request's session DataLoader, then its first 10
-  messages with `messages.find({session_id, seq: {$gte, $lte}})` sorted by (session_id, seq),
-  batch size expected + 1, the organization checked on each message, as
-  `MessageStore.in_ranges` issues it;
+- SessionById and SessionMessages: `sessions.find({_id: {$in: [id]}, org_id},
+  {phone_number_secrets: 0})`, as `SessionStore.get_many` issues it for the request's session
+  DataLoader, then its first 10 messages with `messages.find({session_id, seq: {$gte, $lte}})`
+  sorted by (session_id, seq), batch size expected + 1, the organization checked on each
+  message, as `MessageStore.in_ranges` issues it;
 - SessionList: `sessions.find({$and: [{org_id}]}, {phone_number_secrets: 0})` sorted by
-  (created_at, _id) descending with limit first + 1, as `SessionStore.list` issues it.
+  (created_at, _id) descending with limit first + 1, as `SessionStore.list` issues it;
+- SessionListing: that page, then its sessions' last 5 messages in one
+  `messages.find({$or: [{session_id, seq: {$gte, $lte}}, ...]})`, as the messages DataLoader
+  batches them.
+
+bench/yoga/server.js is the same in Node: GraphQL Yoga over the official driver.
 
 It runs in its own process under uvicorn with the settings `sessiongraph serve` uses: one
 worker, uvicorn's default ("auto") event loop and HTTP implementation (uvloop and httptools
@@ -58,6 +63,19 @@ query SessionList($first: Int!) {
   sessions(first: $first) { nodes { id name status messageCount createdAt updatedAt } }
 }
 """
+SESSION_MESSAGES = """
+query SessionMessages($id: ID!) {
+  session(id: $id) { id name status messages(first: 10) { nodes { seq content } } }
+}
+"""
+SESSION_LISTING = """
+query SessionListing($first: Int!) {
+  sessions(first: $first) {
+    nodes { id name status messageCount updatedAt messages(last: 5) { nodes { seq role content } } }
+  }
+}
+"""
+LAST_MESSAGES = 5
 
 
 def iso(value: datetime) -> str:
@@ -118,25 +136,39 @@ def create_app(uri: str, db_name: str, cache_seconds: float) -> Starlette:
             verified[key] = (str(doc["org_id"]), now + cache_seconds)
         return str(doc["org_id"])
 
-    async def session_by_id(org_id: str, session_id: str) -> dict[str, Any] | None:
+    async def session_doc(org_id: str, session_id: str) -> dict[str, Any] | None:
         found = await (
             collections["sessions"]
             .find({"_id": {"$in": [session_id]}, "org_id": org_id}, PUBLIC_FIELDS)
             .to_list(None)
         )
-        if not found:
+        return found[0] if found else None
+
+    async def in_ranges(
+        org_id: str, ranges: list[tuple[str, int, int]]
+    ) -> dict[str, list[dict[str, Any]]]:
+        wanted = [(sid, lo, hi) for sid, lo, hi in ranges if lo <= hi]
+        if not wanted:
+            return {}
+        clauses = [{"session_id": sid, "seq": {"$gte": lo, "$lte": hi}} for sid, lo, hi in wanted]
+        cursor = (
+            collections["messages"]
+            .find(clauses[0] if len(clauses) == 1 else {"$or": clauses})
+            .sort([("session_id", ASCENDING), ("seq", ASCENDING)])
+            .batch_size(sum(hi - lo + 1 for _, lo, hi in wanted) + 1)
+        )
+        found: dict[str, list[dict[str, Any]]] = {}
+        for m in await cursor.to_list(None):
+            if m["org_id"] == org_id:
+                found.setdefault(m["session_id"], []).append(m)
+        return found
+
+    async def session_by_id(org_id: str, session_id: str) -> dict[str, Any] | None:
+        doc = await session_doc(org_id, session_id)
+        if doc is None:
             return None
-        doc = found[0]
         hi = min(FIRST_MESSAGES, doc["message_count"])
-        messages: list[dict[str, Any]] = []
-        if hi >= 1:
-            cursor = (
-                collections["messages"]
-                .find({"session_id": session_id, "seq": {"$gte": 1, "$lte": hi}})
-                .sort([("session_id", ASCENDING), ("seq", ASCENDING)])
-                .batch_size(hi + 1)
-            )
-            messages = [m for m in await cursor.to_list(None) if m["org_id"] == org_id]
+        messages = (await in_ranges(org_id, [(session_id, 1, hi)])).get(session_id, [])
         session = _session_fields(doc, datetime.now(UTC))
         session["messages"] = {
             "nodes": [
@@ -152,16 +184,64 @@ def create_app(uri: str, db_name: str, cache_seconds: float) -> Starlette:
         }
         return session
 
-    async def session_list(org_id: str, first: int) -> dict[str, Any]:
+    async def session_messages(org_id: str, session_id: str) -> dict[str, Any] | None:
+        doc = await session_doc(org_id, session_id)
+        if doc is None:
+            return None
+        hi = min(FIRST_MESSAGES, doc["message_count"])
+        messages = (await in_ranges(org_id, [(session_id, 1, hi)])).get(session_id, [])
+        active = doc["status"] == "active" and doc["expires_at"] > datetime.now(UTC)
+        return {
+            "id": doc["_id"],
+            "name": doc.get("name"),
+            "status": "ACTIVE" if active else "COMPLETED",
+            "messages": {
+                "nodes": [
+                    {"seq": m["seq"], "content": m.get("content", m.get("message"))}
+                    for m in messages
+                ]
+            },
+        }
+
+    async def session_docs(org_id: str, first: int) -> list[dict[str, Any]]:
         cursor = (
             collections["sessions"]
             .find({"$and": [{"org_id": org_id}]}, PUBLIC_FIELDS)
             .sort([("created_at", DESCENDING), ("_id", DESCENDING)])
             .limit(first + 1)
         )
-        docs = (await cursor.to_list(None))[:first]
+        docs: list[dict[str, Any]] = (await cursor.to_list(None))[:first]
+        return docs
+
+    async def session_list(org_id: str, first: int) -> dict[str, Any]:
+        docs = await session_docs(org_id, first)
         now = datetime.now(UTC)
         return {"nodes": [_session_fields(doc, now) for doc in docs]}
+
+    async def session_listing(org_id: str, first: int) -> dict[str, Any]:
+        docs = await session_docs(org_id, first)
+        ranges = [
+            (d["_id"], max(1, d["message_count"] - LAST_MESSAGES + 1), d["message_count"])
+            for d in docs
+        ]
+        found = await in_ranges(org_id, ranges)
+        now = datetime.now(UTC)
+        nodes = []
+        for doc in docs:
+            fields = _session_fields(doc, now)
+            del fields["createdAt"]
+            fields["messages"] = {
+                "nodes": [
+                    {
+                        "seq": m["seq"],
+                        "role": m["role"].upper(),
+                        "content": m.get("content", m.get("message")),
+                    }
+                    for m in found.get(doc["_id"], [])
+                ]
+            }
+            nodes.append(fields)
+        return {"nodes": nodes}
 
     async def graphql(request: Request) -> Response:
         org_id = await organization_of(request.headers.get("authorization"))
@@ -176,8 +256,12 @@ def create_app(uri: str, db_name: str, cache_seconds: float) -> Starlette:
         data: dict[str, Any]
         if operation == "SessionById":
             data = {"session": await session_by_id(org_id, variables["id"])}
+        elif operation == "SessionMessages":
+            data = {"session": await session_messages(org_id, variables["id"])}
         elif operation == "SessionList":
             data = {"sessions": await session_list(org_id, variables["first"])}
+        elif operation == "SessionListing":
+            data = {"sessions": await session_listing(org_id, variables["first"])}
         else:
             return Response(b'{"errors":[{"message":"unknown operation"}]}', 400)
         return Response(orjson.dumps({"data": data}), media_type="application/json")

@@ -2,7 +2,8 @@
 
 Starts a database and `sessiongraph serve` (its own process, rate limiting off:
 SESSIONGRAPH_RATE_LIMIT_PER_SECOND=0), seeds the data bench.http uses (100 sessions x 20
-messages), and loads one operation with wrk (one thread, 32 keep-alive connections) twice:
+messages), and loads one of bench.http's operations with wrk (one thread, 32 keep-alive
+connections) twice:
 once without the profiler (requests/s and server CPU per request for reference), then while
 `py-spy record --format raw` samples the server process. Only samples of running threads are
 kept (py-spy leaves out idle ones, such as the event loop waiting in epoll), so the samples
@@ -25,8 +26,8 @@ py-spy is a development tool, not a dependency: `pip install py-spy`. It needs p
 read the server's memory (root, or ptrace allowed: /proc/sys/kernel/yama/ptrace_scope 0).
 Needs wrk: `apt-get install -y wrk` (Debian/Ubuntu) or `brew install wrk` (macOS).
 
-    python -m bench.profile                          # SessionById, 15 s, 100 samples/s
-    python -m bench.profile --operation SessionList --duration 10
+    python -m bench.profile                          # SessionMessages, 15 s, 100 samples/s
+    python -m bench.profile --operation SessionListing --duration 10
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.baseline import SESSION_BY_ID, SESSION_LIST
 from bench.harness import (
     RESULTS,
     bench,
@@ -53,7 +53,7 @@ from bench.harness import (
     wrk,
     wrk_command,
 )
-from bench.http import NO_RATE_LIMIT, _body, seed
+from bench.http import DOCUMENTS, NO_RATE_LIMIT, _body, seed
 
 PY_SPY_MISSING = (
     "py-spy is not installed. It is a development tool, not a dependency of the project: "
@@ -298,9 +298,9 @@ async def main() -> None:
     )
     parser.add_argument(
         "--operation",
-        choices=["SessionById", "SessionList"],
-        default="SessionById",
-        help="the operation loaded (SessionById)",
+        choices=list(DOCUMENTS),
+        default="SessionMessages",
+        help="the operation loaded, as bench.http names it (SessionMessages)",
     )
     parser.add_argument("--duration", type=float, default=15, help="seconds per wrk run (15)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
@@ -315,10 +315,11 @@ async def main() -> None:
 
     async with bench() as b, b.server(**NO_RATE_LIMIT) as server:
         ids = await seed(b, server.url, args.sessions, args.messages)
-        if args.operation == "SessionById":
-            bodies = [_body(SESSION_BY_ID, "SessionById", id=i) for i in ids[: args.rotate]]
+        document = DOCUMENTS[args.operation]
+        if "$id" in document:
+            bodies = [_body(document, args.operation, id=i) for i in ids[: args.rotate]]
         else:
-            bodies = [_body(SESSION_LIST, "SessionList", first=20)]
+            bodies = [_body(document, args.operation, first=20)]
         headers = {"Authorization": f"Bearer {b.key}"}
         await wrk(server.url, bodies, headers, duration=2, connections=args.connections)
         plain = await load(b, server, bodies, duration=args.duration, connections=args.connections)

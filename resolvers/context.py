@@ -39,7 +39,7 @@ class Context:
     replays after this seq, as `afterSeq` would."""
     execution_started: Callable[[], None] | None = None
     """Called once the operation has passed parsing and validation and starts executing
-    (schema.streaming.ExecutionStarts): a streaming transport answers only then."""
+    (schema.guard.OperationGuard.on_execute): a streaming transport answers only then."""
     key_id: str | None = None
     read_only: bool = False
     token: bool = False

@@ -6,22 +6,16 @@ from collections.abc import Callable
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import (
-    AddValidationRules,
-    DisableIntrospection,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    QueryDepthLimiter,
-    SchemaExtension,
-    ValidationCache,
-)
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from resolvers.nodes import NODES_MAX
-from schema.cost import QueryCostLimiter
+from schema.cost import CostLimit
 from schema.documents import MAX_TOKENS
-from schema.errors import ErrorPresenter, SafeParserCache
+from schema.execution import LeafFirstExecutionContext
+from schema.guard import Guards, OperationGuard
 from schema.messages import (
     AssistantMessage,
     DeveloperMessage,
@@ -29,11 +23,10 @@ from schema.messages import (
     ToolMessage,
     UserMessage,
 )
-from schema.observe import OperationObserver, OperationObserving
+from schema.observe import OperationObserver
 from schema.relay import NodeQueries
 from schema.scalars import SCALAR_MAP
 from schema.sessions import SessionMutations, SessionQueries
-from schema.streaming import ExecutionStarts
 from schema.subscriptions import Subscription
 from schema.tokens import TokenMutations
 
@@ -44,8 +37,11 @@ LIST_ARGUMENTS = {("Query", "nodes"): ("ids", NODES_MAX)}
 
 
 class SessionGraphSchema(strawberry.Schema):
-    """Strawberry's schema, minus its logging of every error: `ErrorPresenter` logs the
+    """Strawberry's schema, minus its logging of every error: `OperationGuard` logs the
     unexpected ones with their request id, and client errors are not server faults."""
+
+    guards: Guards
+    """The limits, caches and observer its `OperationGuard` uses."""
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -72,49 +68,45 @@ def create_schema(
     introspection: bool = True,
     observe_operation: OperationObserver | None = None,
     trace_operations: Callable[[], SchemaExtension] | None = None,
-) -> strawberry.Schema:
+) -> SessionGraphSchema:
     """The schema with its guards: parser and validation caches (bounded), limits on depth,
     tokens, aliases and estimated cost, and error coding and masking. Without introspection,
     field suggestions ("Did you mean ...?") are off too, so they cannot map the schema.
     `observe_operation`, when given, hears of every query and mutation once answered;
     `trace_operations`, when given, makes the extension that traces each operation."""
     # The limiters' rule classes are made once: each QueryDepthLimiter or MaxAliasesLimiter
-    # makes a new class, and ValidationCache is keyed by the rules, so one made per request
-    # would never hit (and would leave a class per request for the garbage collector).
-    limit_rules = [
+    # makes a new class, and the validation cache is keyed by the rules, so one made per
+    # request would never hit (and would leave a class per request for the garbage collector).
+    rules = (
+        *(() if introspection else (NoSchemaIntrospectionCustomRule,)),
         *QueryDepthLimiter(max_depth=max_depth).validation_rules,
         *MaxAliasesLimiter(max_alias_count=30).validation_rules,
-    ]
-    extensions: list[Callable[[], SchemaExtension]] = [
-        SafeParserCache,
-        lambda: ValidationCache(maxsize=512),
-        lambda: AddValidationRules(limit_rules),
-        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        lambda: QueryCostLimiter(
+    )
+    guards = Guards(
+        rules=rules,
+        max_tokens=MAX_TOKENS,
+        cost=CostLimit(
             max_query_cost,
             default_page_size=20,
             field_page_sizes=PAGE_SIZES,
             list_arguments=LIST_ARGUMENTS,
         ),
-        ErrorPresenter,
-        ExecutionStarts,
-    ]
-    if not introspection:
-        extensions.insert(2, DisableIntrospection)
-    if observe_operation is not None:
-        observer = observe_operation
-        # First, so that it sees the errors as ErrorPresenter codes them.
-        extensions.insert(0, lambda: OperationObserving(observer))
+        observe=observe_operation,
+    )
+    extensions: list[Callable[[], SchemaExtension]] = [lambda: OperationGuard(guards)]
     if trace_operations is not None:
         extensions.insert(0, trace_operations)
-    return SessionGraphSchema(
+    schema = SessionGraphSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         types=[SystemMessage, UserMessage, AssistantMessage, ToolMessage, DeveloperMessage],
         extensions=extensions,
+        execution_context_class=LeafFirstExecutionContext,
         config=StrawberryConfig(scalar_map=SCALAR_MAP, disable_field_suggestions=not introspection),
     )
+    schema.guards = guards
+    return schema
 
 
 def schema_sdl() -> str:

@@ -18,7 +18,9 @@ Cost model:
 * introspection fields (``__schema``, ``__type``) are ordinary composite fields.
 """
 
-from collections.abc import Iterator, Mapping
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import suppress
 from typing import Any
 
 from graphql import (
@@ -40,12 +42,14 @@ from graphql import (
     TypeMetaFieldDef,
     TypeNameMetaFieldDef,
     ValueNode,
+    VariableNode,
     get_named_type,
     is_composite_type,
     value_from_ast_untyped,
 )
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
+from strawberry.types import ExecutionContext
 
 _META_FIELDS = {
     "__schema": SchemaMetaFieldDef,
@@ -70,6 +74,27 @@ def operation_cost(
     Returns 0 when the operation cannot be selected (missing name, or several operations and no
     name): validation or execution reports that.
     """
+    return _estimate(
+        schema,
+        document,
+        operation_name,
+        variables,
+        default_page_size,
+        field_page_sizes,
+        list_arguments,
+    )[0]
+
+
+def _estimate(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    operation_name: str | None,
+    variables: Mapping[str, Any] | None,
+    default_page_size: int,
+    field_page_sizes: Mapping[tuple[str, str], int] | None,
+    list_arguments: Mapping[tuple[str, str], tuple[str, int]] | None = None,
+) -> tuple[int, set[str]]:
+    """The cost, and the names of the variables the estimate depends on."""
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     if operation_name is None:
         operation = operations[0] if len(operations) == 1 else None
@@ -77,7 +102,7 @@ def operation_cost(
         operation = next((o for o in operations if o.name and o.name.value == operation_name), None)
     root_type = schema.get_root_type(operation.operation) if operation else None
     if operation is None or root_type is None:
-        return 0
+        return 0, set()
     defaults = {
         d.variable.name.value: value_from_ast_untyped(d.default_value)
         for d in operation.variable_definitions or ()
@@ -91,7 +116,7 @@ def operation_cost(
         field_page_sizes or {},
         list_arguments or {},
     )
-    return walker.selection_cost(operation.selection_set, root_type)
+    return walker.selection_cost(operation.selection_set, root_type), walker.variables_read
 
 
 class _CostWalker:
@@ -115,6 +140,7 @@ class _CostWalker:
         # Memoised per fragment so that fragments spreading others many times stay linear.
         self.fragment_costs: dict[str, int] = {}
         self.expanding: set[str] = set()
+        self.variables_read: set[str] = set()
 
     def selection_cost(
         self, selection_set: SelectionSetNode | None, parent: GraphQLNamedType
@@ -178,14 +204,19 @@ class _CostWalker:
 
     def _list_size(self, node: FieldNode, argument_name: str, cap: int) -> int:
         argument = next((a for a in node.arguments or () if a.name.value == argument_name), None)
-        value = value_from_ast_untyped(argument.value, self.variables) if argument else None
+        value = self._value(argument.value) if argument else None
         if isinstance(value, list):
             return len(value)
         # One ID stands for a list of one; anything else is not known before execution.
         return 1 if isinstance(value, str | int) and not isinstance(value, bool) else cap
 
+    def _value(self, value_node: ValueNode) -> Any:
+        if isinstance(value_node, VariableNode):
+            self.variables_read.add(value_node.name.value)
+        return value_from_ast_untyped(value_node, self.variables)
+
     def _page_argument(self, value_node: ValueNode, fallback: int) -> int:
-        value = value_from_ast_untyped(value_node, self.variables)
+        value = self._value(value_node)
         valid = isinstance(value, int) and not isinstance(value, bool) and value >= 0
         return value if valid else fallback
 
@@ -194,18 +225,107 @@ class _CostWalker:
             name = directive.name.value
             arguments = directive.arguments or ()
             condition = next((a.value for a in arguments if a.name.value == "if"), None)
-            value = value_from_ast_untyped(condition, self.variables) if condition else None
+            value = self._value(condition) if condition else None
             if isinstance(value, bool) and (name, value) in (("skip", True), ("include", False)):
                 return True
         return False
 
 
-class QueryCostLimiter(SchemaExtension):
-    """Reject operations whose :func:`operation_cost` exceeds ``max_cost`` before execution.
+_Reading = tuple[tuple[str, type, Any], ...]
+"""The variables an estimate depends on: name, type and value (so that 1 and True differ)."""
+_MISSING = object()
+_READINGS_PER_DOCUMENT = 8
 
-    The rejection is a ``QUERY_TOO_COMPLEX`` error with ``cost`` and ``maxCost`` in its
-    extensions. Pass it as a factory (``lambda: QueryCostLimiter(1000)``) and, if
-    ``ValidationCache`` is used, list it before this extension.
+
+def _reading(variables: Mapping[str, Any], names: Iterable[str]) -> _Reading:
+    values = ((name, variables.get(name, _MISSING)) for name in names)
+    return tuple((name, type(value), value) for name, value in values)
+
+
+class CostLimit:
+    """Rejects operations whose :func:`operation_cost` exceeds ``max_cost``, remembering the
+    estimates of the last ``maxsize`` documents.
+
+    An estimate depends on the document, the operation and the few variables its walk reads
+    (page sizes, ``@skip``/``@include`` conditions), so it is kept with the values of those
+    variables and reused for any request that gives them the same values (an id or an input
+    does not matter). The rejection is a ``QUERY_TOO_COMPLEX`` error with ``cost`` and
+    ``maxCost`` in its extensions.
+    """
+
+    def __init__(
+        self,
+        max_cost: int,
+        default_page_size: int = 20,
+        field_page_sizes: Mapping[tuple[str, str], int] | None = None,
+        list_arguments: Mapping[tuple[str, str], tuple[str, int]] | None = None,
+        maxsize: int = 512,
+    ) -> None:
+        self.max_cost = max_cost
+        self.default_page_size = default_page_size
+        self.field_page_sizes = field_page_sizes
+        self.list_arguments = list_arguments
+        self.maxsize = maxsize
+        self._estimates: OrderedDict[tuple[str, str | None], list[tuple[_Reading, int]]] = (
+            OrderedDict()
+        )
+        self.hits = 0
+        """Estimates reused so far."""
+        self.misses = 0
+        """Estimates made so far."""
+
+    def cost(self, context: ExecutionContext) -> int:
+        """The estimated cost of the operation of ``context`` (parsed)."""
+        document = context.graphql_document
+        assert document is not None
+        variables = context.variables or {}
+        query = context.query
+        key = (query, context.operation_name) if isinstance(query, str) else None
+        known = self._estimates.get(key) if key is not None else None
+        for reading, cost in known or ():
+            if reading == _reading(variables, [name for name, _, _ in reading]):
+                with suppress(KeyError):  # another thread's request may have evicted it
+                    self._estimates.move_to_end(key)  # type: ignore[arg-type]
+                self.hits += 1
+                return cost
+        self.misses += 1
+        cost, names = _estimate(
+            context.schema._schema,
+            document,
+            context.operation_name,
+            variables,
+            self.default_page_size,
+            self.field_page_sizes,
+            self.list_arguments,
+        )
+        if key is not None:
+            entries = self._estimates.setdefault(key, [])
+            self._estimates.move_to_end(key)
+            entries.insert(0, (_reading(variables, sorted(names)), cost))
+            del entries[_READINGS_PER_DOCUMENT:]
+            while len(self._estimates) > self.maxsize:
+                self._estimates.popitem(last=False)
+        return cost
+
+    def errors(self, context: ExecutionContext) -> list[GraphQLError] | None:
+        """The rejection of the operation of ``context`` (parsed and valid), or None."""
+        cost = self.cost(context)
+        if cost <= self.max_cost:
+            return None
+        return [
+            GraphQLError(
+                f"Query cost {cost} exceeds the limit of {self.max_cost}.",
+                extensions={"code": "QUERY_TOO_COMPLEX", "cost": cost, "maxCost": self.max_cost},
+            )
+        ]
+
+
+class QueryCostLimiter(SchemaExtension):
+    """Reject operations whose :func:`operation_cost` exceeds ``max_cost`` before execution
+    (see :class:`CostLimit`). On its own, for a schema of a few extensions; the app's schema
+    does the same in ``schema.guard.OperationGuard``. Pass it as a factory
+    (``lambda: QueryCostLimiter(1000)``) and, if ``ValidationCache`` is used, list it before
+    this extension.
     """
 
     def __init__(
@@ -216,10 +336,7 @@ class QueryCostLimiter(SchemaExtension):
         list_arguments: Mapping[tuple[str, str], tuple[str, int]] | None = None,
     ) -> None:
         super().__init__()
-        self.max_cost = max_cost
-        self.default_page_size = default_page_size
-        self.field_page_sizes = field_page_sizes
-        self.list_arguments = list_arguments
+        self.limit = CostLimit(max_cost, default_page_size, field_page_sizes, list_arguments)
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
@@ -231,24 +348,7 @@ class QueryCostLimiter(SchemaExtension):
                 context.schema._schema, document, context.validation_rules
             )
         if document is not None and not context.pre_execution_errors:
-            cost = operation_cost(
-                context.schema._schema,
-                document,
-                operation_name=context.operation_name,
-                variables=context.variables,
-                default_page_size=self.default_page_size,
-                field_page_sizes=self.field_page_sizes,
-                list_arguments=self.list_arguments,
-            )
-            if cost > self.max_cost:
-                context.pre_execution_errors = [
-                    GraphQLError(
-                        f"Query cost {cost} exceeds the limit of {self.max_cost}.",
-                        extensions={
-                            "code": "QUERY_TOO_COMPLEX",
-                            "cost": cost,
-                            "maxCost": self.max_cost,
-                        },
-                    )
-                ]
+            rejected = self.limit.errors(context)
+            if rejected:
+                context.pre_execution_errors = rejected
         yield

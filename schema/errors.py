@@ -1,4 +1,4 @@
-"""The extension that gives every error a code and masks the unexpected ones."""
+"""How errors reach clients: every one coded, the unexpected ones masked and logged."""
 
 from __future__ import annotations
 
@@ -8,10 +8,28 @@ from typing import Any
 
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
 from strawberry.types.execution import PreExecutionError
 
 from resolvers.errors import present
 from schema.documents import parsed_document
+
+
+def presented_errors(
+    context: ExecutionContext, errors: list[GraphQLError], result: Any
+) -> list[GraphQLError]:
+    """`errors` of `result` as clients get them: coded, masked when unexpected, and logged
+    with the request id, by the phase (parse, validate, execute) that raised them."""
+    if context.graphql_document is None:
+        phase = "parse"
+    elif isinstance(result, PreExecutionError):
+        phase = "validate"
+    else:
+        phase = "execute"
+    request_id = getattr(context.context, "request_id", "-")
+    return [
+        present(error, request_id, phase=phase, variables=context.variables) for error in errors
+    ]
 
 
 class SafeParserCache(SchemaExtension):
@@ -32,29 +50,17 @@ class SafeParserCache(SchemaExtension):
 class ErrorPresenter(SchemaExtension):
     """Codes client errors, masks internal ones, and logs those with the request id: in
     a query's or mutation's result, and in every result a stream sends (a subscription's
-    refusal and each of its events)."""
+    refusal and each of its events). On its own, for a schema of a few extensions; the
+    app's schema does the same in `schema.guard.OperationGuard`."""
 
     def on_operation(self) -> Iterator[None]:
         yield
         result = self.execution_context.result
         if result is not None and result.errors:
-            result.errors = self._presented(result.errors, result)
+            result.errors = presented_errors(self.execution_context, result.errors, result)
 
     def on_stream_result(self, result: Any) -> Iterator[None]:
         errors = getattr(result, "errors", None)
         if errors:
-            result.errors = self._presented(errors, result)
+            result.errors = presented_errors(self.execution_context, errors, result)
         yield
-
-    def _presented(self, errors: list[GraphQLError], result: Any) -> list[GraphQLError]:
-        context = self.execution_context
-        if context.graphql_document is None:
-            phase = "parse"
-        elif isinstance(result, PreExecutionError):
-            phase = "validate"
-        else:
-            phase = "execute"
-        request_id = getattr(context.context, "request_id", "-")
-        return [
-            present(error, request_id, phase=phase, variables=context.variables) for error in errors
-        ]

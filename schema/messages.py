@@ -7,6 +7,7 @@ from enum import Enum
 from typing import Any
 
 import strawberry
+from strawberry.types.base import get_object_definition
 
 from resolvers.pagination import message_cursor
 from schema.node import Node
@@ -37,6 +38,12 @@ class Message(Node):
     )
     created_at: datetime = strawberry.field(description="When it was appended.")
     metadata: JSON | None = strawberry.field(description="Free-form data sent with it.")
+
+    @classmethod
+    def resolve_type(cls, obj: Any, info: Any, abstract_type: Any) -> str:
+        """The GraphQL type of a message: its class's (one of those below), looked up
+        rather than searched for among the interface's implementations for every node."""
+        return _TYPE_NAMES.get(type(obj)) or get_object_definition(obj, strict=True).name
 
 
 @strawberry.type(description="A system prompt, or a system line of a call transcript.")
@@ -95,20 +102,26 @@ def _tool_calls(calls: list[dict[str, Any]] | None) -> list[ToolCall] | None:
     ]
 
 
+_TYPE_NAMES: dict[type, str] = {
+    kind: kind.__name__
+    for kind in (SystemMessage, UserMessage, AssistantMessage, ToolMessage, DeveloperMessage)
+}
+
+
 def message_from_record(record: MessageRecord) -> Message:
     """The GraphQL message for a stored one."""
-    data: dict[str, Any] = dict(record)
+    data: dict[str, Any] = record  # type: ignore[assignment]
+    get = data.get
     role = data["role"]
     common = {
         "id": data["id"],
         "session_id": data["session_id"],
         "seq": data["seq"],
         "role": MessageRole(role),
-        "content": data.get("content", data.get("message")),
+        "content": get("content", get("message")),
         "created_at": data["created_at"],
-        "metadata": data.get("metadata"),
+        "metadata": get("metadata"),
     }
-    get = data.get
     if role == "assistant":
         return AssistantMessage(
             **common, refusal=get("refusal"), tool_calls=_tool_calls(get("tool_calls")),
@@ -135,22 +148,34 @@ class MessageEdge:
     node: Message = strawberry.field(description="The message.")
 
 
+def _edges(root: MessageConnection) -> list[MessageEdge]:
+    return [MessageEdge(cursor=message_cursor(n.seq), node=n) for n in root.nodes]
+
+
+def _page_info(root: MessageConnection) -> PageInfo:
+    ends = [message_cursor(n.seq) for n in root.nodes[:1] + root.nodes[1:][-1:]]
+    return PageInfo.of(ends, has_next=root.has_next, has_previous=root.has_previous)
+
+
 @strawberry.type(description="A page of a transcript, in seq order.")
 class MessageConnection:
-    edges: list[MessageEdge] = strawberry.field(description="The messages with their cursors.")
+    # Edges and page info are made only when asked for: most reads select `nodes` alone.
+    edges: list[MessageEdge] = strawberry.field(
+        resolver=_edges, description="The messages with their cursors."
+    )
     nodes: list[Message] = strawberry.field(description="The messages alone.")
-    page_info: PageInfo = strawberry.field(description="Where this page sits.")
+    page_info: PageInfo = strawberry.field(resolver=_page_info, description="Where this page sits.")
     total_count: int = strawberry.field(description="How many messages the session has.")
+    has_next: strawberry.Private[bool]
+    has_previous: strawberry.Private[bool]
 
     @classmethod
     def of(cls, page: Page[MessageRecord], total: int) -> MessageConnection:
-        nodes = [message_from_record(m) for m in page.items]
-        cursors = [message_cursor(m.seq) for m in nodes]
         return cls(
-            edges=[MessageEdge(cursor=c, node=n) for c, n in zip(cursors, nodes, strict=True)],
-            nodes=nodes,
-            page_info=PageInfo.of(cursors, has_next=page.has_next, has_previous=page.has_previous),
+            nodes=[message_from_record(m) for m in page.items],
             total_count=total,
+            has_next=page.has_next,
+            has_previous=page.has_previous,
         )
 
 

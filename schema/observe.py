@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
 from strawberry.types.graphql import OperationType
 
 OperationObserver = Callable[[str | None, str, str, float | None], None]
@@ -31,35 +32,51 @@ def outcome_of(errors: list[GraphQLError] | None) -> str:
     return code if isinstance(code, str) else "INTERNAL_SERVER_ERROR"
 
 
+def report_operation(
+    observe: OperationObserver,
+    context: ExecutionContext,
+    outcome: str,
+    started: float,
+    *,
+    refused: bool = False,
+) -> None:
+    """Tell `observe` of the operation of `context`, begun at `started` (perf_counter);
+    a subscription only when it was refused (the websocket layer reports the others)."""
+    try:
+        kind = context.operation_type
+    except Exception:
+        kind = None
+    if kind is OperationType.SUBSCRIPTION and not refused:
+        return
+    kind_name = kind.value if kind is not None else "unknown"
+    observe(context.operation_name, kind_name, outcome, time.perf_counter() - started)
+
+
 class OperationObserving(SchemaExtension):
     """Reports every query and mutation to `observe` once it is answered. List it first, so
-    that it sees errors as the other extensions leave them (coded)."""
+    that it sees errors as the other extensions leave them (coded). On its own, for a schema
+    of a few extensions; the app's schema does the same in `schema.guard.OperationGuard`."""
 
     def __init__(self, observe: OperationObserver) -> None:
         super().__init__()
         self.observe = observe
 
     def on_operation(self) -> Iterator[None]:
+        context = self.execution_context
         started = time.perf_counter()
         try:
             yield
         except GraphQLError as error:
-            self._report(outcome_of([error]), started)
+            report_operation(self.observe, context, outcome_of([error]), started)
             raise
         except Exception:
             # The operation could not be chosen (no such name, a subscription over POST).
-            self._report(BAD_REQUEST, started, refused=True)
+            report_operation(self.observe, context, BAD_REQUEST, started, refused=True)
             raise
-        result = self.execution_context.result
-        self._report(outcome_of(result.errors if result is not None else None), started)
-
-    def _report(self, outcome: str, started: float, *, refused: bool = False) -> None:
-        context = self.execution_context
-        try:
-            kind = context.operation_type
-        except Exception:
-            kind = None
-        if kind is OperationType.SUBSCRIPTION and not refused:
-            return
-        kind_name = kind.value if kind is not None else "unknown"
-        self.observe(context.operation_name, kind_name, outcome, time.perf_counter() - started)
+        result = context.result
+        report_operation(
+            self.observe,
+            context,
+            outcome_of(result.errors if result is not None else None),
+            started,
+        )

@@ -20,7 +20,8 @@ async def serve(app: Starlette, sock: socket.socket) -> AsyncIterator[str]:
     config = uvicorn.Config(
         app, log_level="warning", ws_per_message_deflate=False, timeout_graceful_shutdown=5
     )
-    instance = Server(config, app.state.live)
+    # Apps of the tests themselves (receivers, peers) have no live engine.
+    instance = Server(config, getattr(app.state, "live", None))
     task = asyncio.create_task(instance.serve(sockets=[sock]))
     try:
         while not instance.started:

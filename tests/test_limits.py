@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import httpx
 from graphql import get_introspection_query
-from strawberry.extensions.validation_cache import _get_validate_cache
 
 from schema import create_schema
 from sessiongraph.app import create_app
@@ -97,7 +96,7 @@ async def test_a_repeated_operation_is_validated_once() -> None:
     # cache must hit for a document it has seen, whatever the limits are.
     schema = create_schema(max_depth=7)
     document = "query Repeated { __typename t: __typename }"
-    validate = _get_validate_cache(512)
+    validate = schema.guards.validate
     await schema.execute(document)
     before = validate.cache_info()
 

@@ -7,6 +7,7 @@ import strawberry
 from graphql import parse
 from strawberry.extensions import ValidationCache
 
+from schema import PAGE_SIZES, create_schema
 from schema.cost import QueryCostLimiter, operation_cost
 
 CALLS: list[str] = []
@@ -412,3 +413,43 @@ def test_limiter_after_validation_cache_rejects_over_budget_query() -> None:
     assert result.errors[0].extensions is not None
     assert result.errors[0].extensions["code"] == "QUERY_TOO_COMPLEX"
     assert CALLS == []
+
+
+PAGES_AND_CONDITIONS = """
+query Pages($n: Int, $m: Int = 4, $skip: Boolean = false, $id: String) {
+  sessions(first: $n, after: $id) {
+    nodes { id messages(last: $m) @skip(if: $skip) { nodes { seq } } }
+  }
+}
+"""
+
+
+async def test_an_estimate_is_reused_only_while_page_sizes_and_conditions_are_the_same() -> None:
+    # A budget of 0 rejects every operation with its estimate in the error.
+    schema = create_schema(max_query_cost=0)
+    requests: list[dict[str, Any]] = [
+        {"n": 2, "m": 3},
+        {"n": 2, "m": 3, "id": "a"},  # another cursor: the same estimate, reused
+        {"n": 2, "m": 3, "id": "b"},
+        {"n": 5, "m": 3},
+        {"n": 2, "m": 3, "skip": True},
+        {"n": 2, "m": True},  # True == 1 in Python, but it is no page size
+        {"n": 2, "m": 1},
+        {"n": 2},
+        {},
+        {"n": 2, "m": 3},
+    ]
+    for variables in requests:
+        result = await schema.execute(PAGES_AND_CONDITIONS, variables)
+
+        assert result.errors is not None
+        assert result.errors[0].extensions is not None
+        assert result.errors[0].extensions["cost"] == operation_cost(
+            schema._schema,
+            parse(PAGES_AND_CONDITIONS),
+            operation_name=None,
+            variables=variables,
+            default_page_size=20,
+            field_page_sizes=PAGE_SIZES,
+        ), variables
+    assert (schema.guards.cost.hits, schema.guards.cost.misses) == (3, 7)

@@ -1,0 +1,147 @@
+"""Execution that answers plain attribute leaves itself and leaves the other fields to graphql-core.
+
+Most fields of a read are leaves read straight off an object (`id`, `seq`, `content`):
+Strawberry resolves them with `getattr` and no `Info`, yet graphql-core still builds a path,
+a resolve info and a completion chain for each. `LeafFirstExecutionContext` reads and
+serialises those leaves itself and hands the rest of the selection (objects, lists, fields
+with arguments or resolvers) to graphql-core. A leaf it cannot answer plainly (a null in a
+non-null position, a value its scalar or enum refuses, a missing attribute) goes the normal
+way too, so errors and their paths are graphql-core's own. tests/test_execution.py runs
+generated documents through both and compares the results.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from graphql import (
+    GraphQLEnumType,
+    GraphQLField,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLScalarType,
+    GraphQLSchema,
+    TypeNameMetaFieldDef,
+    Undefined,
+)
+from graphql.pyutils import Path
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.types.field import StrawberryField
+
+Leaf = Callable[[Any], Any]
+"""Reads one leaf off a source object: its serialised value, or `NOT_PLAIN`."""
+
+NOT_PLAIN: Any = object()
+"""What a `Leaf` returns for a value the normal path must complete (to raise its error)."""
+
+_leaves: weakref.WeakKeyDictionary[GraphQLSchema, dict[tuple[str, str], Leaf | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _attribute_leaf(name: str, serialize: Callable[[Any], Any], non_null: bool) -> Leaf:
+    def leaf(source: Any) -> Any:
+        value = getattr(source, name, NOT_PLAIN)
+        if value is None:
+            return NOT_PLAIN if non_null else None
+        if value is NOT_PLAIN or value is Undefined or isinstance(value, Exception):
+            return NOT_PLAIN
+        try:
+            serialized = serialize(value)
+        except Exception:
+            return NOT_PLAIN
+        if serialized is None or serialized is Undefined:
+            return NOT_PLAIN
+        return serialized
+
+    return leaf
+
+
+def _leaf_of(parent: GraphQLObjectType, field: GraphQLField) -> Leaf | None:
+    """How to read `field` of `parent` directly, or None when it needs the normal path."""
+    if field is TypeNameMetaFieldDef:
+        name = parent.name
+        return lambda _source: name
+    if field.args:
+        return None
+    definition = (field.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
+    if not isinstance(definition, StrawberryField) or not definition.is_basic_field:
+        return None
+    if definition.default_resolver is not getattr:
+        return None
+    field_type = field.type
+    non_null = isinstance(field_type, GraphQLNonNull)
+    named = field_type.of_type if isinstance(field_type, GraphQLNonNull) else field_type
+    if not isinstance(named, GraphQLScalarType | GraphQLEnumType):
+        return None
+    return _attribute_leaf(definition.python_name, named.coerce_output_value, non_null)
+
+
+class LeafFirstExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    """Strawberry's execution context, answering plain leaves directly (see the module)."""
+
+    def execute_fields(
+        self,
+        parent_type: GraphQLObjectType,
+        source_value: Any,
+        path: Path | None,
+        grouped_field_set: dict[str, Any],
+        position_context: Any,
+    ) -> Any:
+        manager = self.middleware_manager
+        if manager is not None and manager.middlewares:
+            return super().execute_fields(
+                parent_type, source_value, path, grouped_field_set, position_context
+            )
+        known = _leaves.get(self.schema)
+        if known is None:
+            known = _leaves.setdefault(self.schema, {})
+        parent_name = parent_type.name
+        answered: dict[str, Any] = {}
+        rest: dict[str, Any] = {}
+        for response_name, field_details_list in grouped_field_set.items():
+            field_name = field_details_list[0].node.name.value
+            key = (parent_name, field_name)
+            try:
+                leaf = known[key]
+            except KeyError:
+                field = self.schema.get_field(parent_type, field_name)
+                leaf = known[key] = _leaf_of(parent_type, field) if field else None
+            if leaf is not None:
+                value = leaf(source_value)
+                if value is not NOT_PLAIN:
+                    answered[response_name] = value
+                    continue
+            rest[response_name] = field_details_list
+        if not rest:
+            return answered
+        if not answered:
+            return super().execute_fields(
+                parent_type, source_value, path, grouped_field_set, position_context
+            )
+        others = super().execute_fields(parent_type, source_value, path, rest, position_context)
+        if isinstance(others, dict):
+            return _merged(grouped_field_set, answered, others)
+        return _merged_later(grouped_field_set, answered, others)
+
+
+def _merged(
+    order: dict[str, Any], answered: dict[str, Any], others: dict[str, Any]
+) -> dict[str, Any]:
+    """The two parts of one object's result, in the order its fields were selected."""
+    results: dict[str, Any] = {}
+    for name in order:
+        if name in answered:
+            results[name] = answered[name]
+        elif name in others:
+            results[name] = others[name]
+    return results
+
+
+async def _merged_later(
+    order: dict[str, Any], answered: dict[str, Any], others: Awaitable[dict[str, Any]]
+) -> dict[str, Any]:
+    return _merged(order, answered, await others)
