@@ -56,7 +56,10 @@ README_SESSION = """query ReadOne($id: ID!) {
     name status messageCount
     customer { number name }
     assistant { name model { provider name } config }
-    messages(last: 5) { nodes { seq role content createdAt } pageInfo { hasPreviousPage startCursor } }
+    messages(last: 5) {
+      nodes { seq role content createdAt }
+      pageInfo { hasPreviousPage startCursor }
+    }
   }
 }"""
 README_FILTERED = """query Filtered($number: String!, $since: DateTime!) {
@@ -71,9 +74,7 @@ README_FILTERED = """query Filtered($number: String!, $since: DateTime!) {
   }
 }"""
 ACTIVE_COUNT = "{ sessions(first: 20, filter: {status: ACTIVE}) { totalCount nodes { id } } }"
-COMPLETED_COUNT = (
-    "{ sessions(first: 20, filter: {status: COMPLETED}) { totalCount nodes { id } } }"
-)
+COMPLETED_COUNT = "{ sessions(first: 20, filter: {status: COMPLETED}) { totalCount nodes { id } } }"
 
 
 def session_document(org_id: str, at: datetime, rng: random.Random) -> dict[str, Any]:
@@ -117,7 +118,9 @@ async def seed(db: Database, orgs: list[str], sessions: int, messages: int, seed
     rng = random.Random(seed)
     now = datetime.now(UTC)
     docs = [
-        session_document(orgs[n % len(orgs)], now - timedelta(seconds=rng.randrange(30 * 86400)), rng)
+        session_document(
+            orgs[n % len(orgs)], now - timedelta(seconds=rng.randrange(30 * 86400)), rng
+        )
         for n in range(sessions)
     ]
     counts = [0] * len(docs)
@@ -174,10 +177,17 @@ async def measure(b: Bench, args: argparse.Namespace) -> list[dict[str, Any]]:
             ("20 sessions with messages(last: 5)", LISTING_20_LAST_5, {}),
             ("next page: sessions(first: 20, after)", NEXT_PAGE, {"after": after}),
             ("console: 100 sessions by updatedAt, totalCount", CONSOLE_SESSIONS, {"first": 100}),
-            ("console: transcript, messages(last: 500)", CONSOLE_TRANSCRIPT, {"id": ids[0], "last": 500}),
+            (
+                "console: transcript, messages(last: 500)",
+                CONSOLE_TRANSCRIPT,
+                {"id": ids[0], "last": 500},
+            ),
             ("README: one session, messages(last: 5)", README_SESSION, {"id": ids[1]}),
-            ("README: filtered list (ACTIVE, customer, createdAt)", README_FILTERED,
-             {"number": CUSTOMERS[0], "since": since}),
+            (
+                "README: filtered list (ACTIVE, customer, createdAt)",
+                README_FILTERED,
+                {"number": CUSTOMERS[0], "since": since},
+            ),
             ("status ACTIVE with totalCount", ACTIVE_COUNT, {}),
             ("status COMPLETED with totalCount", COMPLETED_COUNT, {}),
         ]
@@ -212,7 +222,11 @@ async def main() -> None:
         f"{args.sessions} sessions, {args.messages} messages, {args.orgs} organizations "
         f"(median and p90 of {args.repeat} requests, ms)"
     )
-    print_table(title, ["read", "median ms", "p90 ms"], [[r["read"], r["median_ms"], r["p90_ms"]] for r in rows])
+    print_table(
+        title,
+        ["read", "median ms", "p90 ms"],
+        [[r["read"], r["median_ms"], r["p90_ms"]] for r in rows],
+    )
     name = f"scale-{args.label}" if args.label else "scale"
     write_result(name, {"settings": vars(args), "reads": rows})
 

@@ -437,7 +437,7 @@ async def exercise_messages(db: Database, org_id: str, sessions: list[SessionRec
 
 async def exercise_without_transactions(db: Database, org_id: str) -> None:
     """The standalone-server paths: an append reserves its seqs by findAndModify."""
-    plain = Database(db.client, db.db.name, supports_transactions=False)
+    plain = Database(db.client, db.db.name, supports_transactions=False, planner=db.planner)
     sessions = SessionStore(plain)
     store = MessageStore(plain)
     session, _ = await sessions.create(org_id, new_session(), [text("one")])
@@ -498,7 +498,8 @@ async def test_every_storage_command_is_routed_as_docs_scaling_md_says(
     keys = documented_shard_keys(doc)
     documented, failure_paths = documented_shapes(doc)
     recorder = Recorder()
-    db = await Database.connect(mongo_uri, db_name, event_listeners=[recorder])
+    # Sharding is MongoDB's: its query shapes, whatever planner the test database has.
+    db = await Database.connect(mongo_uri, db_name, event_listeners=[recorder], planner="full")
     try:
         assert db.supports_transactions, "run against a replica set: appends use transactions"
         await exercise_everything(db)
