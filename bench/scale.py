@@ -1,6 +1,9 @@
 """Reads at real sizes: every README and console read, timed through the server over HTTP on a
 database seeded with many sessions and messages spread over several organizations.
 
+On a shared machine wall times swing with the load; the CPU time the server and the database
+spend per request is what one request costs on an idle machine, and is the column to compare.
+
 The script seeds a fresh database (a SecantusDB started in memory, as the tests start it, or
 MONGODB_URI) with bulk inserts in the stored format (storage.documents), then runs
 `sessiongraph serve` as its own process (rate limiting off) and times each read, one request at
@@ -24,7 +27,15 @@ from typing import Any
 
 import httpx
 
-from bench.harness import Bench, bench, check_data, percentile, print_table, write_result
+from bench.harness import (
+    Bench,
+    bench,
+    check_data,
+    cpu_seconds,
+    percentile,
+    print_table,
+    write_result,
+)
 from storage.database import Database
 
 BATCH = 5000
@@ -141,17 +152,34 @@ async def seed(db: Database, orgs: list[str], sessions: int, messages: int, seed
 
 
 async def timed(
-    http: httpx.AsyncClient, url: str, query: str, variables: dict[str, Any], repeat: int
-) -> tuple[float, float, dict[str, Any]]:
-    """(median ms, p90 ms, data) of `repeat` requests, after one warm-up."""
-    data = check_data((await http.post(url, json={"query": query, "variables": variables})).json())
+    http: httpx.AsyncClient,
+    url: str,
+    query: str,
+    variables: dict[str, Any],
+    repeat: int,
+    pids: tuple[int, int | None],
+) -> dict[str, float]:
+    """The median and p90 wall time of `repeat` requests after one warm-up, and the CPU time
+    per request of the server and of the database (when this run started it)."""
+    check_data((await http.post(url, json={"query": query, "variables": variables})).json())
+    server_pid, db_pid = pids
+    server_cpu = cpu_seconds(server_pid)
+    db_cpu = cpu_seconds(db_pid) if db_pid is not None else 0.0
     times = []
     for _ in range(repeat):
         started = time.perf_counter()
         response = await http.post(url, json={"query": query, "variables": variables})
         times.append((time.perf_counter() - started) * 1000)
         check_data(response.json())
-    return statistics.median(times), percentile(times, 90), data
+    server_ms = (cpu_seconds(server_pid) - server_cpu) * 1000 / repeat
+    db_ms = (cpu_seconds(db_pid) - db_cpu) * 1000 / repeat if db_pid is not None else 0.0
+    return {
+        "median_ms": round(statistics.median(times), 1),
+        "p90_ms": round(percentile(times, 90), 1),
+        "server_cpu_ms": round(server_ms, 1),
+        "db_cpu_ms": round(db_ms, 1),
+        "cpu_ms": round(server_ms + db_ms, 1),
+    }
 
 
 async def measure(b: Bench, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -193,8 +221,10 @@ async def measure(b: Bench, args: argparse.Namespace) -> list[dict[str, Any]]:
         ]
         rows = []
         for name, query, variables in reads:
-            median, p90, _ = await timed(http, url, query, variables, args.repeat)
-            rows.append({"read": name, "median_ms": round(median, 1), "p90_ms": round(p90, 1)})
+            pids = (server.pid, b.db_pid)
+            rows.append(
+                {"read": name, **await timed(http, url, query, variables, args.repeat, pids)}
+            )
         return rows
 
 
