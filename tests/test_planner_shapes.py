@@ -27,6 +27,7 @@ from storage import (
 from storage.database import Planner
 from tests.new_records import new_session, text
 
+CUSTOMERS = ["+14155550001", "+14155550002", "+14155550003"]
 BASE = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 # Minutes from BASE: ties, seconds apart, days apart, and months apart, so windows must grow.
 OFFSETS = [0, 0, 0, 1, 2, 2, 60, 61, 1440, 1441, 10_000, 100_000, 100_000, 400_000]
@@ -49,12 +50,22 @@ async def seeded(db: Database, org_id: str) -> list[SessionRecord]:
     store = SessionStore(db)
     records = []
     for n, minutes in enumerate(OFFSETS):
-        name = "even" if n % 2 == 0 else "odd"
-        record, _ = await store.create(org_id, new_session(name=name), [text("a"), text("b")])
+        fields = {
+            "name": "even" if n % 2 == 0 else "odd",
+            "customer": {"number": CUSTOMERS[n % 3]},
+            "assistant_id": f"assistant-{n % 4}",
+        }
+        record, _ = await store.create(org_id, new_session(**fields), [text("a"), text("b")])
         at = BASE + timedelta(minutes=minutes)
         await db.sessions.update_one(
             {"_id": record["id"]},
-            {"$set": {"created_at": at, "updated_at": at - timedelta(seconds=n)}},
+            {
+                "$set": {
+                    "created_at": at,
+                    "updated_at": at - timedelta(seconds=n),
+                    "status": "completed" if n % 5 == 0 else "active",
+                }
+            },
         )
         records.append(record)
     return records
@@ -98,8 +109,28 @@ async def walk(store: SessionStore, org_id: str, query: SessionQuery, **order: A
         SessionQuery(status="active"),
         SessionQuery(created_at=TimeRange(gte=BASE + timedelta(minutes=2))),
         SessionQuery(updated_at=TimeRange(lt=BASE + timedelta(minutes=1441), gt=BASE)),
+        SessionQuery(status="completed"),
+        SessionQuery(name="odd", status="active"),
+        SessionQuery(
+            status="active",
+            customer_numbers=(CUSTOMERS[0],),
+            created_at=TimeRange(gte=BASE + timedelta(minutes=1)),
+        ),
+        SessionQuery(assistant_ids=("assistant-1", "assistant-2"), status="active"),
+        SessionQuery(customer_numbers=tuple(CUSTOMERS[:2]), name="even"),
     ],
-    ids=["all", "name", "active", "created-from", "updated-between"],
+    ids=[
+        "all",
+        "name",
+        "active",
+        "created-from",
+        "updated-between",
+        "completed",
+        "name-active",
+        "readme-example",
+        "assistants-active",
+        "customers-name",
+    ],
 )
 async def test_both_shapes_list_the_same_pages_in_the_same_order(
     planners: dict[Planner, Database], order_by: str, descending: bool, query: SessionQuery
@@ -141,11 +172,11 @@ async def test_both_shapes_read_the_same_message_ranges_of_several_sessions(
     records = await seeded(planners["full"], org_id)
     stranger = (await seeded(planners["full"], f"other-{org_id}"))[0]
     store = MessageStore(planners["full"])
-    await store.append(org_id, records[0]["id"], [text(f"m{n}") for n in range(5)])
+    await store.append(org_id, records[1]["id"], [text(f"m{n}") for n in range(5)])
     ranges = [
-        (records[0]["id"], 2, 6),
-        (records[0]["id"], 5, 7),  # overlapping ranges of one session
-        (records[1]["id"], 1, 1),
+        (records[1]["id"], 2, 6),
+        (records[1]["id"], 5, 7),  # overlapping ranges of one session
+        (records[0]["id"], 1, 1),
         (records[2]["id"], 3, 9),  # past the end
         (stranger["id"], 1, 2),  # another organization's session: nothing
         ("missing", 1, 5),
@@ -155,5 +186,5 @@ async def test_both_shapes_read_the_same_message_ranges_of_several_sessions(
     simple = await MessageStore(planners["simple"]).in_ranges(org_id, ranges)
 
     assert simple == full
-    assert [m["seq"] for m in full[records[0]["id"]]] == [2, 3, 4, 5, 6, 7]
+    assert [m["seq"] for m in full[records[1]["id"]]] == [2, 3, 4, 5, 6, 7]
     assert stranger["id"] not in full
