@@ -24,7 +24,7 @@ from storage import (
     SessionStore,
     TimeRange,
 )
-from storage.database import Planner
+from storage.database import Planner, planner_of
 from tests.new_records import new_session, text
 
 CUSTOMERS = ["+14155550001", "+14155550002", "+14155550003"]
@@ -188,3 +188,16 @@ async def test_both_shapes_read_the_same_message_ranges_of_several_sessions(
     assert simple == full
     assert [m["seq"] for m in full[records[1]["id"]]] == [2, 3, 4, 5, 6, 7]
     assert stranger["id"] not in full
+
+
+async def test_the_planner_is_learned_from_the_server_at_connect_time(
+    mongo_uri: str, settings: Settings
+) -> None:
+    db = await Database.connect(mongo_uri, settings.db_name)
+    try:
+        build_info = await db.client.admin.command("buildInfo")
+        assert db.planner == planner_of(build_info)
+    finally:
+        await db.close()
+    assert planner_of({"version": "8.0.4", "secantusVersion": "0.7.0b3"}) == "simple"
+    assert planner_of({"version": "8.0.4"}) == "full"
