@@ -60,7 +60,7 @@ SCALING_DOC = Path(__file__).resolve().parents[1] / "docs" / "scaling.md"
 # Commands that carry no filter of their own: a cursor's next batch or its end goes where the
 # cursor lives, and endSessions is the driver's housekeeping.
 CONTINUATIONS = {"getMore", "killCursors", "endSessions"}
-ADMIN_COMMANDS = {"hello", "ping", "commitTransaction", "abortTransaction", "killSessions"}
+ADMIN_COMMANDS = {"hello", "buildInfo", "ping", "commitTransaction", "abortTransaction", "killSessions"}
 # A command-table row whose operation says this runs only when something failed (the test
 # cannot make the database fail), so the row is not required to be observed.
 FAILURE_PATH = "failure path only"
@@ -498,8 +498,9 @@ async def test_every_storage_command_is_routed_as_docs_scaling_md_says(
     keys = documented_shard_keys(doc)
     documented, failure_paths = documented_shapes(doc)
     recorder = Recorder()
+    db = await Database.connect(mongo_uri, db_name, event_listeners=[recorder])
     # Sharding is MongoDB's: its query shapes, whatever planner the test database has.
-    db = await Database.connect(mongo_uri, db_name, event_listeners=[recorder], planner="full")
+    db.planner = "full"
     try:
         assert db.supports_transactions, "run against a replica set: appends use transactions"
         await exercise_everything(db)
