@@ -5,7 +5,7 @@ process, under uvicorn with the same settings (one worker, uvicorn's default loo
 implementation: uvloop and httptools when installed):
 
 - the GraphQL server, `sessiongraph serve`, with rate limiting OFF
-  (SESSIONGRAPH_RATE_LIMIT_PER_SECOND=0; the default 20/s per key would cap the benchmark);
+  (SESSIONGRAPH_RATE_LIMIT_PER_SECOND=0; the default 250/s per key would cap the benchmark);
 - the baseline (bench/baseline.py): a minimal Starlette app giving the same JSON for the same
   requests with the same database commands, the same key check and orjson.
 
