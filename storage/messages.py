@@ -25,6 +25,9 @@ from storage.records import MessageAdded, MessageRecord, NewMessage, Publisher, 
 
 SeqRange = tuple[str, int, int]
 """A session id and an inclusive range of sequence numbers."""
+PARALLEL_RANGES = 8
+"""Ranges read at once where each is its own command: enough to overlap round trips, few
+enough not to open a connection per session of a page."""
 
 
 def _digest(messages: list[NewMessage]) -> str:
@@ -181,7 +184,13 @@ class MessageStore:
         if self._db.planner == "simple" and len(wanted) > 1:
             # That planner scans the collection for an `$or`, but serves each range alone
             # from the index: one command per session costs what the pages hold.
-            pages = await asyncio.gather(*(self._in_ranges([one]) for one in wanted))
+            turns = asyncio.Semaphore(PARALLEL_RANGES)
+
+            async def one_range(one: SeqRange) -> list[dict[str, Any]]:
+                async with turns:
+                    return await self._in_ranges([one])
+
+            pages = await asyncio.gather(*(one_range(one) for one in wanted))
             # Ranges of one session may overlap: each message once, in order, as from `$or`.
             unique = {doc["_id"]: doc for page in pages for doc in page}
             docs = sorted(unique.values(), key=lambda doc: (doc["session_id"], doc["seq"]))
