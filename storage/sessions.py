@@ -371,7 +371,8 @@ def _served_as_it_stands(match: dict[str, Any]) -> bool:
     if len(ranges) > 1:
         return False
     return any(
-        set(keys[: len(equal)]) == equal and keys[len(equal) : len(equal) + 1] == ranges
+        set(keys[: len(equal)]) == equal
+        and (not ranges or keys[len(equal) : len(equal) + 1] == ranges)
         for keys in INDEX_KEYS
         if len(keys) >= len(match)
     )
