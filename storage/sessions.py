@@ -395,10 +395,14 @@ def _served_part(match: dict[str, Any]) -> dict[str, Any]:
     return {field: match[field] for field in best}
 
 
+BROAD_FIELDS = ("org_id", "status", "expires_at")
+"""Fields that select a large share of an organization (a status, and its expiry range)."""
+
+
 def _selectivity(part: list[str]) -> tuple[int, int]:
     """How narrow an index range pinned by `part` is likely to be, to compare parts: a name,
     an assistant, a phone number or a customer picks few sessions; a status many."""
-    return (len([field for field in part if field not in ("org_id", "status")]), len(part))
+    return (len([field for field in part if field not in BROAD_FIELDS]), len(part))
 
 
 def _scannable(

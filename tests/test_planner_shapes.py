@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pymongo import monitoring
 
 from sessiongraph.settings import Settings
 from storage import (
@@ -201,3 +202,46 @@ async def test_the_planner_is_learned_from_the_server_at_connect_time(
         await db.close()
     assert planner_of({"version": "8.0.4", "secantusVersion": "0.7.0b3"}) == "simple"
     assert planner_of({"version": "8.0.4"}) == "full"
+
+
+class SessionFinds(monitoring.CommandListener):
+    """The filters of the `find` commands sent to the `sessions` collection."""
+
+    def __init__(self) -> None:
+        self.filters: list[dict[str, Any]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "find" and event.command["find"] == "sessions":
+            self.filters.append(dict(event.command["filter"]))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_the_simple_shape_reads_ids_first_only_when_its_planner_cannot_serve_a_filter(
+    mongo_uri: str, settings: Settings, database: Database
+) -> None:
+    finds = SessionFinds()
+    db = await Database.connect(
+        mongo_uri, settings.db_name, planner="simple", event_listeners=[finds]
+    )
+    org_id = f"org-{uuid.uuid4().hex[:10]}"
+    store = SessionStore(db)
+    try:
+        await store.list(org_id, SessionQuery(name="even"), first=5)
+        served = finds.filters
+        finds.filters = []
+        await store.list(org_id, SessionQuery(name="even", status="active"), first=5)
+        narrowed = finds.filters
+    finally:
+        await db.close()
+
+    # Equalities leading the (org_id, name, created_at) index: one query as it stands.
+    assert served == [{"org_id": org_id, "name": "even"}]
+    # Plus an expires_at range no index serves with them: the ids by name first, then the
+    # whole filter led by those ids.
+    assert narrowed[0] == {"org_id": org_id, "name": "even"}
+    assert list(narrowed[1]) == ["_id", "org_id", "status", "expires_at", "name"]

@@ -60,7 +60,14 @@ SCALING_DOC = Path(__file__).resolve().parents[1] / "docs" / "scaling.md"
 # Commands that carry no filter of their own: a cursor's next batch or its end goes where the
 # cursor lives, and endSessions is the driver's housekeeping.
 CONTINUATIONS = {"getMore", "killCursors", "endSessions"}
-ADMIN_COMMANDS = {"hello", "buildInfo", "ping", "commitTransaction", "abortTransaction", "killSessions"}
+ADMIN_COMMANDS = {
+    "hello",
+    "buildInfo",
+    "ping",
+    "commitTransaction",
+    "abortTransaction",
+    "killSessions",
+}
 # A command-table row whose operation says this runs only when something failed (the test
 # cannot make the database fail), so the row is not required to be observed.
 FAILURE_PATH = "failure path only"
