@@ -10,7 +10,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 
 from storage.clock import utc_now
-from storage.database import SESSION_INDEXES, Database, Planner, to_list
+from storage.database import Database, Planner, to_list
 from storage.documents import (
     PUBLIC_FIELDS,
     message_documents,
@@ -30,15 +30,22 @@ from storage.records import (
     SessionPosition,
     SessionQuery,
     SessionRecord,
-    TimeRange,
 )
 from storage.secret_box import SecretBox
+from storage.session_filters import (
+    after_position,
+    descending_key_bounds,
+    disjoint_branches,
+    query_filter,
+    scannable,
+    served_as_it_stands,
+    served_part,
+)
 
 Documents = list[dict[str, Any]]
 SessionIds = list[str]
 FIRST_WINDOW = timedelta(minutes=1)
 """The first window of an unfiltered page on a "simple" planner (see `SessionStore._scan`)."""
-MILLISECOND = timedelta(milliseconds=1)
 WINDOW_GROWTH = 4
 WINDOW_GROWTH_EMPTY = 16
 LAST_WINDOW = timedelta(days=3650)
@@ -119,22 +126,22 @@ class SessionStore:
         """One page of sessions in (order_by, id) order, by keyset: `first` items after
         `after`, or `last` items before `before`."""
         now = utc_now()
-        base = _query_filter(org_id, query, now)
+        base = query_filter(org_id, query, now)
         backward = last is not None and first is None
         limit = last if backward else first
         assert limit is not None, "the caller picks a page size"
         scan_descending = descending != backward
         start = before if backward else after
-        if self._db.planner == "simple" and _scannable(base, order_by, after, before):
+        if self._db.planner == "simple" and scannable(base, order_by, after, before):
             docs: Documents = await self._scan(
                 base, order_by, scan_descending, start, limit + 1, now
             )
         else:
             conditions = [base]
             if after is not None:
-                conditions.append(_beyond(order_by, after, descending))
+                conditions.append(after_position(order_by, after, descending))
             if before is not None:
-                conditions.append(_beyond(order_by, before, not descending))
+                conditions.append(after_position(order_by, before, not descending))
             direction = DESCENDING if scan_descending else ASCENDING
             cursor = (
                 self._db.sessions.find({"$and": conditions}, PUBLIC_FIELDS)
@@ -173,7 +180,7 @@ class SessionStore:
         sort = [(order_by, direction), ("_id", direction)]
 
         async def page(match: dict[str, Any], n: int) -> Documents:
-            branches = _disjoint_branches(match) or [match]
+            branches = disjoint_branches(match) or [match]
             docs: Documents = []
             for branch in branches:
                 served = await self._served(branch)
@@ -183,13 +190,13 @@ class SessionStore:
                 docs.sort(key=lambda doc: (doc[order_by], doc["_id"]), reverse=descending)
             return docs[:n]
 
-        beyond = "$lt" if descending else "$gt"
+        past = "$lt" if descending else "$gt"
         found: Documents = []
         if start is not None:
             ties = {**base, order_by: start.at}
             candidates = await self._candidates(ties)
             if candidates is None:
-                ties["_id"] = {beyond: start.id}
+                ties["_id"] = {past: start.id}
             else:
                 after_start = [
                     i for i in candidates if (i < start.id if descending else i > start.id)
@@ -201,14 +208,14 @@ class SessionStore:
             # Filtered, or oldest first from the very start: one query over the range.
             rest: dict[str, Any] = {}
             if edge is not None:
-                rest[order_by] = _descending_key_bounds({beyond: edge})
+                rest[order_by] = descending_key_bounds({past: edge})
             if len(found) < wanted:
                 found += await page({**base, **rest}, wanted - len(found))
             return found
         span = FIRST_WINDOW
         while len(found) < wanted:
             if span > LAST_WINDOW or (not descending and edge is not None and edge > now):
-                bound = {} if edge is None else _descending_key_bounds({beyond: edge})
+                bound = {} if edge is None else descending_key_bounds({past: edge})
                 return found + await page({**base, order_by: bound}, wanted - len(found))
             if descending:
                 far = (edge or now) - span
@@ -217,7 +224,7 @@ class SessionStore:
                 assert edge is not None
                 far = edge + span
                 window = {"$gt": edge, "$lte": far}
-            window = _descending_key_bounds(window)
+            window = descending_key_bounds(window)
             got = await page({**base, order_by: window}, wanted - len(found))
             found += got
             edge = far
@@ -232,9 +239,9 @@ class SessionStore:
         """
         if self._db.planner != "simple" or "_id" in match or "$or" in match:
             return None
-        if _served_as_it_stands(match):
+        if served_as_it_stands(match):
             return None
-        part = _served_part(match)
+        part = served_part(match)
         if list(part) == ["org_id"]:
             return None
         cursor = self._db.sessions.find(part, {"_id": 1})
@@ -255,10 +262,10 @@ class SessionStore:
 
     async def count(self, org_id: str, query: SessionQuery) -> int:
         """How many sessions match `query`."""
-        match = _query_filter(org_id, query, utc_now())
+        match = query_filter(org_id, query, utc_now())
         branches = [match]
         if self._db.planner == "simple":
-            branches = _disjoint_branches(match) or branches
+            branches = disjoint_branches(match) or branches
         total = 0
         for branch in branches:
             # `$count`, not count_documents' `$group` with `$sum`: the same on MongoDB, and
@@ -312,147 +319,3 @@ class SessionStore:
         if self._publish is not None:
             self._publish(SessionChanged(session_id, None))
         return record
-
-
-def _query_filter(org_id: str, query: SessionQuery, now: datetime) -> dict[str, Any]:
-    match: dict[str, Any] = {"org_id": org_id}
-    if query.status == "active":
-        match["status"] = "active"
-        match["expires_at"] = {"$gt": now}
-    elif query.status == "completed":
-        # Two branches no session matches both of (a status is one or the other), each
-        # served by the (org_id, status, expires_at) index.
-        match["$or"] = [
-            {"status": "completed"},
-            {"status": "active", "expires_at": {"$lte": now}},
-        ]
-    if query.name is not None:
-        match["name"] = query.name
-    for field, values in (
-        ("_id", query.ids),
-        ("assistant_id", query.assistant_ids),
-        ("phone_number_id", query.phone_number_ids),
-        ("customer.number", query.customer_numbers),
-    ):
-        if values is not None:
-            match[field] = values[0] if len(values) == 1 else {"$in": list(values)}
-    for field, time_range in (("created_at", query.created_at), ("updated_at", query.updated_at)):
-        if time_range is not None:
-            match[field] = _time_bounds(time_range)
-    return match
-
-
-INDEX_KEYS = [list(model.document["key"]) for model in SESSION_INDEXES]
-
-
-def _disjoint_branches(match: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """`match` as flat filters, one per branch of its `$or`, when no document can match two
-    of them (each branch pins `status` to a value of its own): a "simple" planner serves
-    those from indexes, where it scans the collection for an `$or`. None otherwise."""
-    branches = match.get("$or")
-    if branches is None:
-        return None
-    statuses = [branch.get("status") for branch in branches]
-    if not all(isinstance(status, str) for status in statuses) or len(set(statuses)) < len(
-        statuses
-    ):
-        return None
-    rest = {field: value for field, value in match.items() if field != "$or"}
-    if any(field in rest for branch in branches for field in branch):
-        return None
-    return [{**rest, **branch} for branch in branches]
-
-
-def _served_as_it_stands(match: dict[str, Any]) -> bool:
-    """Whether a "simple" planner serves `match` from one index: its equalities are the
-    first keys of an index, and its one range (if any) is the next key."""
-    ranges = [field for field, value in match.items() if isinstance(value, dict)]
-    equal = {field for field in match if field not in ranges}
-    if len(ranges) > 1:
-        return False
-    return any(
-        set(keys[: len(equal)]) == equal
-        and (not ranges or keys[len(equal) : len(equal) + 1] == ranges)
-        for keys in INDEX_KEYS
-        if len(keys) >= len(match)
-    )
-
-
-def _served_part(match: dict[str, Any]) -> dict[str, Any]:
-    """The largest part of `match` a "simple" planner serves from one index: the leading
-    keys of an index pinned by equalities in `match`, then the next one if `match` bounds it."""
-    best: list[str] = []
-    for keys in INDEX_KEYS:
-        part: list[str] = []
-        for field in keys:
-            if field not in match:
-                break
-            part.append(field)
-            if isinstance(match[field], dict):
-                break
-        if _selectivity(part) > _selectivity(best):
-            best = part
-    return {field: match[field] for field in best}
-
-
-BROAD_FIELDS = ("org_id", "status", "expires_at")
-"""Fields that select a large share of an organization (a status, and its expiry range)."""
-
-
-def _selectivity(part: list[str]) -> tuple[int, int]:
-    """How narrow an index range pinned by `part` is likely to be, to compare parts: a name,
-    an assistant, a phone number or a customer picks few sessions; a status many."""
-    return (len([field for field in part if field not in BROAD_FIELDS]), len(part))
-
-
-def _scannable(
-    base: dict[str, Any],
-    order_by: str,
-    after: SessionPosition | None,
-    before: SessionPosition | None,
-) -> bool:
-    """Whether `SessionStore._scan` can serve this page: one keyset position at most, and
-    no filter on the order field or the id, which its range queries set themselves."""
-    return (after is None or before is None) and order_by not in base and "_id" not in base
-
-
-def _time_bounds(time_range: TimeRange) -> dict[str, datetime]:
-    bounds = {"$gt": time_range.gt, "$gte": time_range.gte, "$lt": time_range.lt}
-    bounds["$lte"] = time_range.lte
-    return _descending_key_bounds({op: value for op, value in bounds.items() if value is not None})
-
-
-def _descending_key_bounds(bounds: dict[str, datetime]) -> dict[str, datetime]:
-    """The same range as `bounds` in the two operators SecantusDB applies correctly to a
-    descending index key followed by another key (`$gt` and `$lte`; its `$gte` drops the
-    boundary value there and its `$lt` keeps it). Exact: BSON dates are whole milliseconds,
-    and the driver truncates a bound to them, so `>= t` is `> t - 1 ms`."""
-    lower: list[datetime] = []
-    upper: list[datetime] = []
-    for op, value in bounds.items():
-        at = value.replace(microsecond=value.microsecond // 1000 * 1000)
-        if op == "$gt":
-            lower.append(at)
-        elif op == "$gte":
-            lower.append(at - MILLISECOND)
-        elif op == "$lte":
-            upper.append(at)
-        else:
-            upper.append(at - MILLISECOND)
-    result: dict[str, datetime] = {}
-    if lower:
-        result["$gt"] = max(lower)
-    if upper:
-        result["$lte"] = min(upper)
-    return result
-
-
-def _beyond(order_by: str, position: SessionPosition, descending: bool) -> dict[str, Any]:
-    """Documents that come after `position` when sorting by (order_by, _id)."""
-    op = "$lt" if descending else "$gt"
-    return {
-        "$or": [
-            {order_by: {op: position.at}},
-            {order_by: position.at, "_id": {op: position.id}},
-        ]
-    }
