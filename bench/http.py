@@ -5,7 +5,7 @@ process:
 
 - sessiongraph, `sessiongraph serve` (one worker, uvicorn's default loop and HTTP
   implementation: uvloop and httptools), with rate limiting OFF
-  (SESSIONGRAPH_RATE_LIMIT_PER_SECOND=0; the default would cap the benchmark);
+  (SESSIONGRAPH_RATE_LIMIT_PER_SECOND=0; the default 250/s per key would cap the benchmark);
 - the baseline (bench/baseline.py): a minimal Starlette app giving the same JSON for the same
   requests with the same database commands, the same key check and orjson;
 - the Yoga peer (bench/yoga/server.js): GraphQL Yoga on Node with the official MongoDB

@@ -1,5 +1,10 @@
 """Per-key rate limiting for POST /graphql: a token bucket per API key.
 
+Every request costs one token, whatever it asks for: a cost per operation (the estimate of
+schema/cost.py) would need the parsed document before this middleware, which runs before
+GraphQL parsing. Each answer reports the bucket in the IETF draft's `RateLimit-Limit`,
+`RateLimit-Remaining` and `RateLimit-Reset` headers.
+
 Buckets live in this process: with N server processes a key may reach N times the rate.
 Requests without a key share a bucket per client address, so they cannot be used to get
 around the limit (they fail authentication anyway).
@@ -13,7 +18,7 @@ import time
 from collections import OrderedDict
 
 import orjson
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sessiongraph.auth import bearer_key
 
@@ -43,6 +48,17 @@ class TokenBuckets:
             self._buckets.popitem(last=False)
         return wait
 
+    def headers(self, name: str) -> list[tuple[bytes, bytes]]:
+        """`RateLimit-*` headers for `name` as its last `take` left it: the burst, the whole
+        requests left, and the seconds until the bucket is full again."""
+        tokens, _ = self._buckets.get(name, (float(self.burst), 0.0))
+        reset = math.ceil((self.burst - tokens) / self.rate) if self.rate > 0 else 0
+        return [
+            (b"ratelimit-limit", str(self.burst).encode()),
+            (b"ratelimit-remaining", str(math.floor(tokens)).encode()),
+            (b"ratelimit-reset", str(reset).encode()),
+        ]
+
 
 class RateLimit:
     """ASGI middleware answering 429 RATE_LIMITED, with Retry-After, to a key over its rate."""
@@ -63,8 +79,15 @@ class RateLimit:
         else:
             name = "addr:" + str((scope.get("client") or ("?",))[0])
         wait = self.buckets.take(name)
+        budget = self.buckets.headers(name)
         if wait == 0:
-            await self.app(scope, receive, send)
+
+            async def send_with_budget(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    message = {**message, "headers": [*message.get("headers", []), *budget]}
+                await send(message)
+
+            await self.app(scope, receive, send_with_budget)
             return
         retry_after = str(max(1, math.ceil(wait)))
         body = orjson.dumps(
@@ -85,6 +108,7 @@ class RateLimit:
                     (b"content-type", b"application/json"),
                     (b"retry-after", retry_after.encode()),
                     (b"content-length", str(len(body)).encode()),
+                    *budget,
                 ],
             }
         )

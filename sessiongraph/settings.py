@@ -68,12 +68,12 @@ class Settings(BaseSettings):
         description="Messages queued per subscriber; a slower one re-reads from storage.",
     )
     rate_limit_per_second: float = Field(
-        default=20.0,
+        default=250.0,
         ge=0,
         description="Sustained POST /graphql requests per second per API key (per server "
         "process); 0 turns rate limiting off.",
     )
-    rate_limit_burst: int = Field(default=60, ge=1, description="Requests a key may burst.")
+    rate_limit_burst: int = Field(default=500, ge=1, description="Requests a key may burst.")
     cors_origins: list[str] = Field(
         default=[],
         description='Browser origins allowed to call the API, as JSON: ["https://app.example"]. '

@@ -31,6 +31,14 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Driver = Literal["pymongo", "motor"]
+Planner = Literal["full", "simple"]
+"""How much of a query the server's planner serves from an index (see docs/performance.md).
+
+"full" (MongoDB): each `$or` branch, a compound sort and a limit, from compound indexes.
+"simple" (SecantusDB, the embedded database): a filter without `$or`/`$and`, pinning an index
+prefix by equality plus at most one range on the next key; every candidate is read, then
+sorted and limited, so a query costs what its index range holds, not what it returns.
+"""
 
 # Acknowledged means kept: an acknowledged write is journaled on a majority.
 DURABLE = WriteConcern(w="majority", j=True)
@@ -99,6 +107,11 @@ def check_driver(driver: Driver) -> None:
             raise ImportError(MOTOR_MISSING) from None
 
 
+def planner_of(build_info: dict[str, Any]) -> Planner:
+    """The planner of the server that answered `buildInfo` with `build_info`."""
+    return "simple" if "secantusVersion" in build_info else "full"
+
+
 async def to_list(cursor_or_awaitable: Any) -> list[dict[str, Any]]:
     """Drain a cursor that PyMongo returns from a coroutine and Motor returns directly."""
     cursor = cursor_or_awaitable
@@ -118,10 +131,12 @@ class Database:
         *,
         supports_transactions: bool,
         retry_seconds: float = DEFAULT_TIMEOUT_MS / 1000,
+        planner: Planner = "full",
     ) -> None:
         self.client = client
         self.db = client.get_database(db_name, write_concern=DURABLE)
         self.supports_transactions = supports_transactions
+        self.planner = planner
         self.retry_seconds = retry_seconds
         self.sessions = self.db["sessions"]
         self.messages = self.db["messages"]
@@ -139,13 +154,15 @@ class Database:
         driver: Driver = "pymongo",
         timeout_ms: int = DEFAULT_TIMEOUT_MS,
         event_listeners: Sequence[Any] = (),
+        planner: Planner | None = None,
     ) -> Database:
         """Open a client and learn whether the deployment can run transactions.
 
         `timeout_ms` bounds the wait for a database that cannot be reached: selecting the
         server, connecting to it, and retrying a transaction (see `in_transaction`).
         `event_listeners` (`pymongo.monitoring` listeners) are handed to the client, for
-        tests and diagnostics that watch the commands sent.
+        tests and diagnostics that watch the commands sent. `planner` is learned from the
+        server's `buildInfo` unless given.
         """
         # No socketTimeoutMS, timeoutMS or waitQueueTimeoutMS: with any of them PyMongo's
         # async client waits through asyncio.wait_for, which on Python 3.11 can swallow a
@@ -170,6 +187,8 @@ class Database:
             client = AsyncMongoClient(uri, **options)
         try:
             hello = await client.admin.command("hello")
+            if planner is None:
+                planner = planner_of(await client.admin.command("buildInfo"))
         except BaseException:
             await close_client(client)
             raise
@@ -182,7 +201,11 @@ class Database:
                 _redact(uri),
             )
         return cls(
-            client, db_name, supports_transactions=transactions, retry_seconds=timeout_ms / 1000
+            client,
+            db_name,
+            supports_transactions=transactions,
+            retry_seconds=timeout_ms / 1000,
+            planner=planner,
         )
 
     async def ensure_indexes(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from storage.database import Planner
 from storage.errors import SessionNotFound, SessionScopeExceeded
 from storage.messages import MessageStore, SeqRange
 from storage.records import (
@@ -36,6 +37,11 @@ class ScopedSessionStore(SessionStore):
         # Deliberately not SessionStore.__init__: see the module's docstring.
         self._store = store
         self._ids = session_ids
+
+    @property
+    def planner(self) -> Planner:
+        """The database's planner (which reads nothing)."""
+        return self._store.planner
 
     async def create(
         self,

@@ -1,0 +1,247 @@
+"""The storage layer's two query shapes, for a "full" planner (MongoDB) and a "simple" one
+(the embedded database), return the same pages, counts and messages.
+
+Both shapes run against the test database, whichever it is: the shape follows the planner the
+`Database` is given, not the server it talks to.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pymongo import monitoring
+
+from sessiongraph.settings import Settings
+from storage import (
+    Database,
+    MessageStore,
+    SessionPosition,
+    SessionQuery,
+    SessionRecord,
+    SessionStore,
+    TimeRange,
+)
+from storage.database import Planner, planner_of
+from tests.new_records import new_session, text
+
+CUSTOMERS = ["+14155550001", "+14155550002", "+14155550003"]
+BASE = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+# Minutes from BASE: ties, seconds apart, days apart, and months apart, so windows must grow.
+OFFSETS = [0, 0, 0, 1, 2, 2, 60, 61, 1440, 1441, 10_000, 100_000, 100_000, 400_000]
+
+
+@pytest.fixture
+async def planners(
+    mongo_uri: str, settings: Settings, database: Database
+) -> AsyncIterator[dict[Planner, Database]]:
+    """One connection per planner to the test database (`database` made the indexes)."""
+    full = await Database.connect(mongo_uri, settings.db_name, planner="full")
+    simple = await Database.connect(mongo_uri, settings.db_name, planner="simple")
+    yield {"full": full, "simple": simple}
+    await full.close()
+    await simple.close()
+
+
+async def seeded(db: Database, org_id: str) -> list[SessionRecord]:
+    """Sessions of `org_id` whose times are OFFSETS minutes from BASE, some with messages."""
+    store = SessionStore(db)
+    records = []
+    for n, minutes in enumerate(OFFSETS):
+        fields = {
+            "name": "even" if n % 2 == 0 else "odd",
+            "customer": {"number": CUSTOMERS[n % 3]},
+            "assistant_id": f"assistant-{n % 4}",
+        }
+        record, _ = await store.create(org_id, new_session(**fields), [text("a"), text("b")])
+        at = BASE + timedelta(minutes=minutes)
+        await db.sessions.update_one(
+            {"_id": record["id"]},
+            {
+                "$set": {
+                    "created_at": at,
+                    "updated_at": at - timedelta(seconds=n),
+                    "status": "completed" if n % 5 == 0 else "active",
+                }
+            },
+        )
+        records.append(record)
+    return records
+
+
+def ids(page_items: list[SessionRecord]) -> list[str]:
+    return [item["id"] for item in page_items]
+
+
+async def walk(store: SessionStore, org_id: str, query: SessionQuery, **order: Any) -> list[str]:
+    """Every session, page by page forward, then the same backward; both in display order."""
+    forward: list[str] = []
+    after = None
+    while True:
+        page = await store.list(org_id, query, first=3, after=after, **order)
+        forward += ids(page.items)
+        if not page.has_next:
+            break
+        last = page.items[-1]
+        after = SessionPosition(last[order.get("order_by", "created_at")], last["id"])
+    backward: list[str] = []
+    before = None
+    while True:
+        page = await store.list(org_id, query, last=4, before=before, **order)
+        backward = ids(page.items) + backward
+        if not page.has_previous:
+            break
+        head = page.items[0]
+        before = SessionPosition(head[order.get("order_by", "created_at")], head["id"])
+    assert forward == backward
+    return forward
+
+
+@pytest.mark.parametrize("order_by", ["created_at", "updated_at"])
+@pytest.mark.parametrize("descending", [True, False])
+@pytest.mark.parametrize(
+    "query",
+    [
+        SessionQuery(),
+        SessionQuery(name="even"),
+        SessionQuery(status="active"),
+        SessionQuery(created_at=TimeRange(gte=BASE + timedelta(minutes=2))),
+        SessionQuery(updated_at=TimeRange(lt=BASE + timedelta(minutes=1441), gt=BASE)),
+        SessionQuery(status="completed"),
+        SessionQuery(name="odd", status="active"),
+        SessionQuery(
+            status="active",
+            customer_numbers=(CUSTOMERS[0],),
+            created_at=TimeRange(gte=BASE + timedelta(minutes=1)),
+        ),
+        SessionQuery(assistant_ids=("assistant-1", "assistant-2"), status="active"),
+        SessionQuery(customer_numbers=tuple(CUSTOMERS[:2]), name="even"),
+    ],
+    ids=[
+        "all",
+        "name",
+        "active",
+        "created-from",
+        "updated-between",
+        "completed",
+        "name-active",
+        "readme-example",
+        "assistants-active",
+        "customers-name",
+    ],
+)
+async def test_both_shapes_list_the_same_pages_in_the_same_order(
+    planners: dict[Planner, Database], order_by: str, descending: bool, query: SessionQuery
+) -> None:
+    org_id = f"org-{uuid.uuid4().hex[:10]}"
+    await seeded(planners["full"], org_id)
+    await seeded(planners["full"], f"other-{org_id}")  # another organization, never listed
+    order = {"order_by": order_by, "descending": descending}
+
+    full = await walk(SessionStore(planners["full"]), org_id, query, **order)
+    simple = await walk(SessionStore(planners["simple"]), org_id, query, **order)
+
+    assert simple == full
+    assert len(full) == await SessionStore(planners["simple"]).count(org_id, query)
+    assert len(full) == await SessionStore(planners["full"]).count(org_id, query)
+
+
+async def test_the_unfiltered_first_page_finds_sessions_older_than_every_window(
+    planners: dict[Planner, Database],
+) -> None:
+    org_id = f"org-{uuid.uuid4().hex[:10]}"
+    store = SessionStore(planners["simple"])
+    record, _ = await store.create(org_id, new_session(), [])
+    ancient = datetime(1990, 1, 1, tzinfo=UTC)
+    await planners["simple"].sessions.update_one(
+        {"_id": record["id"]}, {"$set": {"created_at": ancient, "updated_at": ancient}}
+    )
+
+    page = await store.list(org_id, SessionQuery(), first=5)
+
+    assert ids(page.items) == [record["id"]]
+    assert not page.has_next
+
+
+async def test_both_shapes_read_the_same_message_ranges_of_several_sessions(
+    planners: dict[Planner, Database],
+) -> None:
+    org_id = f"org-{uuid.uuid4().hex[:10]}"
+    records = await seeded(planners["full"], org_id)
+    stranger = (await seeded(planners["full"], f"other-{org_id}"))[0]
+    store = MessageStore(planners["full"])
+    await store.append(org_id, records[1]["id"], [text(f"m{n}") for n in range(5)])
+    ranges = [
+        (records[1]["id"], 2, 6),
+        (records[1]["id"], 5, 7),  # overlapping ranges of one session
+        (records[0]["id"], 1, 1),
+        (records[2]["id"], 3, 9),  # past the end
+        (stranger["id"], 1, 2),  # another organization's session: nothing
+        ("missing", 1, 5),
+    ]
+
+    full = await MessageStore(planners["full"]).in_ranges(org_id, ranges)
+    simple = await MessageStore(planners["simple"]).in_ranges(org_id, ranges)
+
+    assert simple == full
+    assert [m["seq"] for m in full[records[1]["id"]]] == [2, 3, 4, 5, 6, 7]
+    assert stranger["id"] not in full
+
+
+async def test_the_planner_is_learned_from_the_server_at_connect_time(
+    mongo_uri: str, settings: Settings
+) -> None:
+    db = await Database.connect(mongo_uri, settings.db_name)
+    try:
+        build_info = await db.client.admin.command("buildInfo")
+        assert db.planner == planner_of(build_info)
+    finally:
+        await db.close()
+    assert planner_of({"version": "8.0.4", "secantusVersion": "0.7.0b3"}) == "simple"
+    assert planner_of({"version": "8.0.4"}) == "full"
+
+
+class SessionFinds(monitoring.CommandListener):
+    """The filters of the `find` commands sent to the `sessions` collection."""
+
+    def __init__(self) -> None:
+        self.filters: list[dict[str, Any]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "find" and event.command["find"] == "sessions":
+            self.filters.append(dict(event.command["filter"]))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_the_simple_shape_reads_ids_first_only_when_its_planner_cannot_serve_a_filter(
+    mongo_uri: str, settings: Settings, database: Database
+) -> None:
+    finds = SessionFinds()
+    db = await Database.connect(
+        mongo_uri, settings.db_name, planner="simple", event_listeners=[finds]
+    )
+    org_id = f"org-{uuid.uuid4().hex[:10]}"
+    store = SessionStore(db)
+    try:
+        await store.list(org_id, SessionQuery(name="even"), first=5)
+        served = finds.filters
+        finds.filters = []
+        await store.list(org_id, SessionQuery(name="even", status="active"), first=5)
+        narrowed = finds.filters
+    finally:
+        await db.close()
+
+    # Equalities leading the (org_id, name, created_at) index: one query as it stands.
+    assert served == [{"org_id": org_id, "name": "even"}]
+    # Plus an expires_at range no index serves with them: the ids by name first, then the
+    # whole filter led by those ids.
+    assert narrowed[0] == {"org_id": org_id, "name": "even"}
+    assert list(narrowed[1]) == ["_id", "org_id", "status", "expires_at", "name"]
