@@ -51,6 +51,8 @@ SESSION_INDEXES = [
     IndexModel([("org_id", ASCENDING), ("assistant_id", ASCENDING), ("created_at", DESCENDING)]),
     IndexModel([("org_id", ASCENDING), ("phone_number_id", ASCENDING), ("created_at", DESCENDING)]),
     IndexModel([("org_id", ASCENDING), ("customer.number", ASCENDING), ("created_at", DESCENDING)]),
+    # The expiry sweep's, across organizations (storage/session_events.py).
+    IndexModel([("status", ASCENDING), ("expires_at", ASCENDING)]),
 ]
 MESSAGE_INDEXES = [
     IndexModel([("session_id", ASCENDING), ("seq", ASCENDING)], unique=True),
@@ -62,6 +64,10 @@ API_KEY_INDEXES = [
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 IDEMPOTENCY_INDEXES = [
     IndexModel([("created_at", ASCENDING)], expireAfterSeconds=IDEMPOTENCY_TTL_SECONDS),
+]
+DELETED_SESSION_TTL_SECONDS = 24 * 3600
+DELETED_SESSION_INDEXES = [
+    IndexModel([("deleted_at", ASCENDING)], expireAfterSeconds=DELETED_SESSION_TTL_SECONDS),
 ]
 
 
@@ -107,6 +113,8 @@ class Database:
         self.messages = self.db["messages"]
         self.api_keys = self.db["api_keys"]
         self.idempotency = self.db["idempotency_keys"]
+        self.deleted_sessions = self.db["deleted_sessions"]
+        """Which organization a deleted session belonged to, for the change stream."""
 
     @classmethod
     async def connect(
@@ -168,6 +176,7 @@ class Database:
         await self.messages.create_indexes(MESSAGE_INDEXES)
         await self.api_keys.create_indexes(API_KEY_INDEXES)
         await self.idempotency.create_indexes(IDEMPOTENCY_INDEXES)
+        await self.deleted_sessions.create_indexes(DELETED_SESSION_INDEXES)
 
     async def ping(self) -> None:
         """Raise unless the database answers."""
