@@ -41,3 +41,14 @@ class ApiKeyNotFound(StorageError):
     def __init__(self, key_id: str) -> None:
         super().__init__(f"No API key with id {key_id!r}.")
         self.key_id = key_id
+
+
+class CursorExpired(StorageError):
+    """The cursor lies before what the event log still holds."""
+
+    def __init__(self, cursor: str, retention_seconds: int) -> None:
+        super().__init__(
+            f"Cursor {cursor!r} is older than the event log keeps ({retention_seconds} s) "
+            "or before a gap in it; subscribe without `after` and reload the sessions."
+        )
+        self.cursor = cursor

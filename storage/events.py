@@ -252,6 +252,9 @@ class ChangeStreamSource:
                     async for change in self._stream:
                         await self._handle(change)
                         failures = 0
+                    # Ended without an error: invalidated (its database was dropped, say).
+                    await self._interrupted("the stream ended", failures)
+                    failures += 1
                 except OperationFailure as error:
                     if error.code in self.HISTORY_LOST and self._position is not None:
                         await self._close()
@@ -293,7 +296,7 @@ class ChangeStreamSource:
         except PyMongoError as error:
             log.warning("could not checkpoint the change stream: %s", error)
 
-    async def _interrupted(self, error: PyMongoError, failures: int) -> None:
+    async def _interrupted(self, error: object, failures: int) -> None:
         delay = self.RETRY_SECONDS[min(failures, len(self.RETRY_SECONDS) - 1)]
         log.warning("change stream interrupted (%s); resuming in %ss", error, delay)
         if self._hub.on_restart is not None:

@@ -28,7 +28,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from storage.clock import utc_now
 from storage.database import Database, to_list
-from storage.errors import StorageError
+from storage.errors import CursorExpired
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +40,6 @@ HORIZON_ID = "session_events_horizon"
 CHECKPOINT_EVERY_SECONDS = 1.0
 CURSOR_PATTERN = re.compile(r"^[0-9a-f]{20}-[A-Za-z0-9_.:-]{1,200}$")
 INDEX_CONFLICT_CODES = (85, 86)  # IndexOptionsConflict, IndexKeySpecsConflict
-
-
-class CursorExpired(StorageError):
-    """The cursor lies before what the event log still holds."""
-
-    def __init__(self, cursor: str, retention_seconds: int) -> None:
-        super().__init__(
-            f"Cursor {cursor!r} is older than the event log keeps ({retention_seconds} s) "
-            "or before a gap in it; subscribe without `after` and reload the sessions."
-        )
-        self.cursor = cursor
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,11 +121,8 @@ class SessionEventLog:
         except OperationFailure as error:
             if error.code not in INDEX_CONFLICT_CODES:
                 raise
-            await self._db.db.command(
-                "collMod",
-                "session_events",
-                index={"keyPattern": {"logged_at": 1}, "expireAfterSeconds": self.retention_seconds},
-            )
+            index = {"keyPattern": {"logged_at": 1}, "expireAfterSeconds": self.retention_seconds}
+            await self._db.db.command("collMod", "session_events", index=index)
 
     async def record(
         self, change: dict[str, Any], position: LogPosition
