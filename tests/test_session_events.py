@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 from starlette.applications import Starlette
 
+from resolvers.session_events import session_event_stream
 from sessiongraph.settings import Settings
 from storage import Database, MessageStore, SessionStore
 from storage.clock import utc_now
 from storage.events import EventHub
-from storage.session_events import LogPosition, SessionEventLog
+from storage.session_events import EventFeed, LogPosition, SessionEventLog
 from tests.api_client import ApiClient
 from tests.conftest import new_org_key
 from tests.new_records import new_session, text
@@ -128,12 +129,12 @@ async def test_every_kind_of_change_arrives_live_in_commit_order(
 async def test_an_append_is_an_update_carrying_the_new_message_count(
     hub: EventHub, server: str, api: ApiClient, org: tuple[str, str]
 ) -> None:
-    session_id = await create(api)
     async with connected(server, org[1]) as client:
         await subscribe(client, hub)
+        session_id = await create(api)
         await api.data(ADD_MESSAGE, {"sessionId": session_id})
-        event = (await events_until(client, 1))[0]
-    assert event["type"] == "UPDATED"
+        created, event = await events_until(client, 2)
+    assert (created["type"], event["type"]) == ("CREATED", "UPDATED")
     assert event["session"]["messageCount"] == 1
 
 
@@ -447,3 +448,49 @@ async def test_the_replay_query_is_answered_by_the_org_index(
     )
     assert "COLLSCAN" not in str(plan["queryPlanner"]["winningPlan"])
     assert "org_id_1__id_1" in str(plan["queryPlanner"]["winningPlan"])
+
+
+async def test_a_subscriber_that_falls_behind_rereads_what_it_missed_from_the_log(
+    settings: Settings, org: tuple[str, str], database: Database
+) -> None:
+    async with serving(settings, subscriber_buffer=2) as (url, app), ApiClient(url, org[1]) as api:
+        hub = hub_of(app)
+        # The stream driven directly, so that the test decides when it is read.
+        stream = session_event_stream(app.state.services.context(org[0]), None)
+        first = asyncio.create_task(anext(stream))
+        await wait_until(lambda: hub.session_events.feed_count == 1, "the feed is registered")
+        created = [await create(api)]
+        assert (await first).session_id == created[0]
+        # Five events while it is not read: three more than its feed holds.
+        created += [await create(api) for _ in range(5)]
+        await wait_for_logged(database, created[-1])
+        await wait_until(lambda: feed_of(hub).missed_from is not None, "the feed overflows")
+        following = [await anext(stream) for _ in range(5)]
+        await stream.aclose()
+        assert [e.session_id for e in following] == created[1:]
+        assert [e.type for e in following] == ["CREATED"] * 5
+        await wait_until(lambda: hub.session_events.feed_count == 0, "the feed is released")
+
+
+def feed_of(hub: EventHub) -> EventFeed:
+    (feeds,) = hub.session_events._feeds.values()
+    (feed,) = feeds
+    return feed
+
+
+async def test_a_session_scope_keeps_only_those_sessions_events(
+    hub: EventHub, api: ApiClient, org: tuple[str, str], database: Database
+) -> None:
+    kept, other = await create(api), await create(api)
+    first = await wait_for_logged(database, kept)
+    await api.data(ADD_MESSAGE, {"sessionId": other})
+    await api.data(ADD_MESSAGE, {"sessionId": kept})
+    event_log = hub.event_log
+    assert event_log is not None
+    for _ in range(250):
+        everything, _ = await event_log.after(org[0], first, 500)
+        if len(everything) == 3:  # other's CREATED and UPDATED, kept's UPDATED
+            break
+        await asyncio.sleep(0.02)
+    scoped, _ = await event_log.after(org[0], first, 500, session_ids={kept})
+    assert [(e.session_id, e.type) for e in scoped] == [(kept, "UPDATED")]
