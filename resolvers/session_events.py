@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator, Collection
 from resolvers.context import Context
 from resolvers.errors import BadUserInput, CursorExpired, FeedUnavailable, Unauthenticated
 from storage import CursorExpired as StoredCursorExpired
-from storage.session_events import EventFeed, SessionEventLog, SessionEventRecord, is_cursor
+from storage.session_event_feed import EventFeed
+from storage.session_events import SessionEventLog, SessionEventRecord, is_cursor
 
 REPLAY_PAGE = 500
 

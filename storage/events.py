@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
@@ -19,13 +18,14 @@ from pymongo.errors import OperationFailure, PyMongoError
 
 from storage.database import Database
 from storage.documents import message_from_document, session_from_document
+from storage.expiry import ExpirySweeper
 from storage.records import Event, MessageAdded, MessageRecord, Publisher, SessionChanged
+from storage.session_event_feed import LogWriter, SessionEventHub
 from storage.session_events import (
     CHECKPOINT_EVERY_SECONDS,
-    ExpirySweeper,
     LogPosition,
-    SessionEventHub,
     SessionEventLog,
+    event_type_of,
     next_position,
 )
 
@@ -208,17 +208,17 @@ class ChangeStreamSource:
         self._db = db
         self._hub = hub
         self._log = hub.event_log
+        self._writer = None if self._log is None else LogWriter(self._log, hub.session_events)
         self._stream: Any = None
         self._position: LogPosition | None = None
-        self._checkpointed: LogPosition | None = None
-        self._checkpoint_due = 0.0
         self._resumed = False
 
     async def open(self) -> None:
         options: dict[str, Any] = {"full_document": "updateLookup"}
-        if not self._resumed and self._log is not None:
+        if not self._resumed and self._log is not None and self._writer is not None:
             # Where logging stopped, in whichever process: what committed since is logged.
-            self._position = self._checkpointed = await self._log.checkpoint()
+            self._position = await self._log.checkpoint()
+            self._writer.resumed_from(self._position)
         self._resumed = True
         if self._position is not None:
             options["resume_after"] = self._position.token
@@ -244,6 +244,9 @@ class ChangeStreamSource:
 
     async def run(self) -> None:
         failures = 0
+        writing = None
+        if self._writer is not None:
+            writing = asyncio.create_task(self._writer.run(), name="session-event-log")
         try:
             while True:
                 try:
@@ -267,34 +270,24 @@ class ChangeStreamSource:
                     failures += 1
         finally:
             await self._close()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(CHECKPOINT_EVERY_SECONDS):
-                    await self._save_checkpoint()
+            if writing is not None and self._writer is not None:
+                writing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writing
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(CHECKPOINT_EVERY_SECONDS):
+                        await self._writer.checkpoint()
 
     async def _handle(self, change: dict[str, Any]) -> None:
-        """Log the change (when it is a session's), then hand it to subscribers: an event
-        reaches org-wide subscribers only once it can be read back from the log."""
+        """Hand the change to this process's subscribers, and a session's to the event log
+        (whose writer hands it to org-wide subscribers once it can be read back)."""
         position = next_position(self._position, change)
-        if self._log is not None:
-            record = await self._log.record(change, position)
-            if record is not None:
-                self._hub.session_events.publish(record)
+        if self._writer is not None and event_type_of(change) is not None:
+            await self._writer.put(change, position)
         event = event_of(change)
         if event is not None:
             self._hub.publish(event)
         self._position = position
-        if self._log is not None and time.monotonic() >= self._checkpoint_due:
-            await self._save_checkpoint()
-
-    async def _save_checkpoint(self) -> None:
-        if self._log is None or self._position is None or self._position is self._checkpointed:
-            return
-        self._checkpoint_due = time.monotonic() + CHECKPOINT_EVERY_SECONDS
-        try:
-            await self._log.save_checkpoint(self._position)
-            self._checkpointed = self._position
-        except PyMongoError as error:
-            log.warning("could not checkpoint the change stream: %s", error)
 
     async def _interrupted(self, error: object, failures: int) -> None:
         delay = self.RETRY_SECONDS[min(failures, len(self.RETRY_SECONDS) - 1)]

@@ -13,18 +13,16 @@ rather than answered with a silent gap.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import re
-from collections import deque
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pymongo import ASCENDING, IndexModel
-from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from storage.clock import utc_now
 from storage.database import Database, to_list
@@ -40,6 +38,7 @@ HORIZON_ID = "session_events_horizon"
 CHECKPOINT_EVERY_SECONDS = 1.0
 CURSOR_PATTERN = re.compile(r"^[0-9a-f]{20}-[A-Za-z0-9_.:-]{1,200}$")
 INDEX_CONFLICT_CODES = (85, 86)  # IndexOptionsConflict, IndexKeySpecsConflict
+DUPLICATE_KEY = 11000
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +127,15 @@ class SessionEventLog:
         self, change: dict[str, Any], position: LogPosition
     ) -> SessionEventRecord | None:
         """Log `change` at `position` (once, however many processes log it); its event."""
+        event = await self.event_of(change, position)
+        if event is not None:
+            await self.write([event])
+        return event
+
+    async def event_of(
+        self, change: dict[str, Any], position: LogPosition
+    ) -> SessionEventRecord | None:
+        """The event `change`, seen at `position`, stands for, if any."""
         kind = event_type_of(change)
         if kind is None:
             return None
@@ -145,18 +153,29 @@ class SessionEventLog:
         at = wall if isinstance(wall, datetime) else datetime.fromtimestamp(position.time, UTC)
         if at.tzinfo is None:
             at = at.replace(tzinfo=UTC)
-        event = SessionEventRecord(f"{position.key}-{session_id}", kind, session_id, org_id, at)
-        entry = {
-            "_id": event.cursor,
-            "org_id": org_id,
-            "session_id": session_id,
-            "type": kind,
-            "at": at,
-            "logged_at": utc_now(),
-        }
-        with contextlib.suppress(DuplicateKeyError):
-            await self._events.insert_one(entry)
-        return event
+        return SessionEventRecord(f"{position.key}-{session_id}", kind, session_id, org_id, at)
+
+    async def write(self, events: list[SessionEventRecord]) -> None:
+        """Insert `events`; those another process logged already are left as they are."""
+        now = utc_now()
+        entries = [
+            {
+                "_id": event.cursor,
+                "org_id": event.org_id,
+                "session_id": event.session_id,
+                "type": event.type,
+                "at": event.at,
+                "logged_at": now,
+            }
+            for event in events
+        ]
+        try:
+            await self._events.insert_many(entries, ordered=False)
+        except BulkWriteError as error:
+            details = error.details
+            duplicates = all(e["code"] == DUPLICATE_KEY for e in details.get("writeErrors", []))
+            if not duplicates or details.get("writeConcernErrors"):
+                raise
 
     async def after(
         self,
@@ -224,89 +243,3 @@ class SessionEventLog:
                 {"$set": {"position": position.key}},
                 upsert=True,
             )
-
-
-class EventFeed:
-    """One subscriber's org-wide events, bounded; one that overflows re-reads the log."""
-
-    def __init__(self, org_id: str, capacity: int) -> None:
-        self.org_id = org_id
-        self.capacity = capacity
-        self.events: deque[SessionEventRecord] = deque()
-        self.missed_from: str | None = None
-        """The cursor of the first event dropped while the subscriber was behind."""
-        self._ready = asyncio.Event()
-
-    def push(self, event: SessionEventRecord) -> None:
-        if len(self.events) >= self.capacity:
-            if self.missed_from is None:
-                self.missed_from = self.events[0].cursor
-            self.events.clear()
-        if self.missed_from is None:
-            self.events.append(event)
-        self._ready.set()
-
-    async def wait(self) -> None:
-        """Wait until something arrives."""
-        await self._ready.wait()
-        self._ready.clear()
-
-
-class SessionEventHub:
-    """The process's org-wide subscribers, fed with each event once it is logged."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._feeds: dict[str, set[EventFeed]] = {}
-
-    @property
-    def feed_count(self) -> int:
-        """How many feeds are registered: zero once every subscriber has gone."""
-        return sum(len(feeds) for feeds in self._feeds.values())
-
-    @contextlib.contextmanager
-    def subscribe(self, org_id: str) -> Iterator[EventFeed]:
-        """A feed of `org_id`'s events for as long as the block runs."""
-        feed = EventFeed(org_id, self.capacity)
-        self._feeds.setdefault(org_id, set()).add(feed)
-        try:
-            yield feed
-        finally:
-            feeds = self._feeds.get(org_id)
-            if feeds is not None:
-                feeds.discard(feed)
-                if not feeds:
-                    del self._feeds[org_id]
-
-    def publish(self, event: SessionEventRecord) -> None:
-        for feed in self._feeds.get(event.org_id, ()):
-            feed.push(event)
-
-
-class ExpirySweeper:
-    """Marks sessions whose expiry has passed as completed, so that the expiry is a logged
-    change. Every process sweeps; the conditional update lets exactly one mark each session.
-
-    The mark changes no reading: a session past `expires_at` already reads as completed, and
-    an update that moves the expiry of a session so marked reopens it as before
-    (`completed_by_expiry`, which `SessionStore.update` clears)."""
-
-    def __init__(self, db: Database, every_seconds: float) -> None:
-        self._db = db
-        self.every_seconds = every_seconds
-
-    async def sweep(self) -> int:
-        """Mark what has expired by now; how many sessions this call marked."""
-        result = await self._db.sessions.update_many(
-            {"status": "active", "expires_at": {"$lte": utc_now()}},
-            {"$set": {"status": "completed", "completed_by_expiry": True}},
-        )
-        return int(result.modified_count)
-
-    async def run(self) -> None:
-        while True:
-            try:
-                await self.sweep()
-            except PyMongoError as error:
-                log.warning("expiry sweep failed (%s); trying again", error)
-            await asyncio.sleep(self.every_seconds)

@@ -20,7 +20,8 @@ from sessiongraph.settings import Settings
 from storage import Database, MessageStore, SessionStore
 from storage.clock import utc_now
 from storage.events import EventHub
-from storage.session_events import EventFeed, LogPosition, SessionEventLog
+from storage.session_event_feed import EventFeed
+from storage.session_events import LogPosition, SessionEventLog
 from tests.api_client import ApiClient
 from tests.conftest import new_org_key
 from tests.new_records import new_session, text

@@ -53,7 +53,8 @@ from storage import (
     TimeRange,
 )
 from storage.events import EventHub
-from storage.session_events import ExpirySweeper, LogPosition, SessionEventLog
+from storage.expiry import ExpirySweeper
+from storage.session_events import LogPosition, SessionEventLog
 from tests.new_records import new_session, text
 
 SCALING_DOC = Path(__file__).resolve().parents[1] / "docs" / "scaling.md"
