@@ -16,6 +16,7 @@ import pytest
 from starlette.applications import Starlette
 
 from resolvers.session_events import session_event_stream
+from sessiongraph.embedded import EmbeddedDatabase
 from sessiongraph.settings import Settings
 from storage import Database, MessageStore, SessionStore
 from storage.clock import utc_now
@@ -42,6 +43,8 @@ mutation Add($sessionId: ID!) {
 """
 
 RACING_WRITES = 20
+OPLOG_PRUNE_WRITES = 1100
+"""Writes after which SecantusDB has pruned its oplog down to --oplog-max-entries."""
 
 
 def hub_of(app: Starlette) -> EventHub:
@@ -77,11 +80,12 @@ async def events_until(client: WsClient, count: int, id: str = "feed") -> list[d
 
 
 async def refusal(client: WsClient, id: str = "feed") -> dict[str, Any]:
-    """The one error of subscription `id`, which fails at its start."""
+    """The one error of subscription `id`, which fails at its start and then completes."""
     message = await client.receive()
     assert message["id"] == id, message
     errors = message["payload"]["errors"]
     assert len(errors) == 1, errors
+    assert await client.receive() == {"id": id, "type": "complete"}
     error: dict[str, Any] = errors[0]
     return error
 
@@ -495,3 +499,46 @@ async def test_a_session_scope_keeps_only_those_sessions_events(
         await asyncio.sleep(0.02)
     scoped, _ = await event_log.after(org[0], first, 500, session_ids={kept})
     assert [(e.session_id, e.type) for e in scoped] == [(kept, "UPDATED")]
+
+
+async def test_a_restart_past_the_oplog_window_leaves_a_gap_that_old_cursors_are_refused_at(
+    settings: Settings,
+) -> None:
+    # A database whose oplog keeps only the last 20 changes (pruned every 1,000 writes).
+    small = EmbeddedDatabase(data_dir=None, extra_args=("--oplog-max-entries", "20"))
+    await small.start_async()
+    db = None
+    try:
+        db = await Database.connect(small.uri, settings.db_name)
+        await db.ensure_indexes()
+        org_id, key = await new_org_key(db)
+        changes = {"mongodb_uri": small.uri}
+        async with (
+            serving(settings, **changes) as (url, app),
+            ApiClient(url, key) as api,
+            connected(url, key) as client,
+        ):
+            await subscribe(client, hub_of(app))
+            await create(api)
+            cursor = (await events_until(client, 1))[0]["cursor"]
+        # While no server runs, more changes than the oplog keeps.
+        for _ in range(3):
+            await SessionStore(db).create(org_id, new_session(), [])
+        await db.db["filler"].insert_many([{"n": n} for n in range(OPLOG_PRUNE_WRITES)])
+        async with (
+            serving(settings, **changes) as (url, app),
+            ApiClient(url, key) as api,
+            connected(url, key) as client,
+        ):
+            await client.subscribe("old", SESSION_EVENTS, {"after": cursor})
+            error = await refusal(client, "old")
+            assert error["extensions"]["code"] == "CURSOR_EXPIRED"
+            # The feed goes on from now.
+            await subscribe(client, hub_of(app))
+            session_id = await create(api)
+            event = (await events_until(client, 1))[0]
+            assert (event["type"], event["sessionId"]) == ("CREATED", session_id)
+    finally:
+        if db is not None:
+            await db.close()
+        await small.stop_async()
