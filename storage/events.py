@@ -27,6 +27,7 @@ from storage.session_events import (
     SessionEventLog,
     event_type_of,
     next_position,
+    stop_if_cancelled,
 )
 
 log = logging.getLogger(__name__)
@@ -290,6 +291,7 @@ class ChangeStreamSource:
         self._position = position
 
     async def _interrupted(self, error: object, failures: int) -> None:
+        stop_if_cancelled()
         delay = self.RETRY_SECONDS[min(failures, len(self.RETRY_SECONDS) - 1)]
         log.warning("change stream interrupted (%s); resuming in %ss", error, delay)
         if self._hub.on_restart is not None:

@@ -10,6 +10,7 @@ from pymongo.errors import PyMongoError
 
 from storage.clock import utc_now
 from storage.database import Database
+from storage.session_events import stop_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -39,5 +40,6 @@ class ExpirySweeper:
             try:
                 await self.sweep()
             except PyMongoError as error:
+                stop_if_cancelled()
                 log.warning("expiry sweep failed (%s); trying again", error)
             await asyncio.sleep(self.every_seconds)

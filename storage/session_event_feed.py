@@ -18,6 +18,7 @@ from storage.session_events import (
     LogPosition,
     SessionEventLog,
     SessionEventRecord,
+    stop_if_cancelled,
 )
 
 log = logging.getLogger(__name__)
@@ -135,6 +136,7 @@ class LogWriter:
                     await self._log.write(events)
                 return events
             except PyMongoError as error:
+                stop_if_cancelled()
                 delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
                 failures += 1
                 log.warning(
@@ -151,4 +153,5 @@ class LogWriter:
             await self._log.save_checkpoint(self.logged)
             self._checkpointed = self.logged
         except PyMongoError as error:
+            stop_if_cancelled()
             log.warning("could not checkpoint the session event log: %s", error)

@@ -13,6 +13,7 @@ rather than answered with a silent gap.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -64,6 +65,18 @@ class LogPosition:
     @property
     def key(self) -> str:
         return f"{self.time:08x}{self.inc:08x}{self.index:04x}"
+
+
+def stop_if_cancelled() -> None:
+    """Raise CancelledError when the current task is being cancelled.
+
+    On Python 3.11 a driver call waiting through `asyncio.wait_for` (PyMongo's server
+    selection does, when the database is unreachable) can swallow the task's cancellation
+    and raise its own error instead; a loop that retries on that error must stop here, or
+    it never ends."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def is_cursor(value: str) -> bool:
