@@ -42,6 +42,9 @@ class Context:
     (schema.guard.OperationGuard.on_execute): a streaming transport answers only then."""
     key_id: str | None = None
     read_only: bool = False
+    session_ids: frozenset[str] | None = None
+    """The only sessions an access token limited to particular sessions may see (its
+    stores are scoped to them too); None: the whole organization."""
     token: bool = False
     """Whether the caller holds an access token rather than an API key."""
     tokens: TokenIssuer | None = None

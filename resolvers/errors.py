@@ -59,6 +59,14 @@ class TokensNotConfigured(ApiError):
     code = "TOKENS_NOT_CONFIGURED"
 
 
+class CursorExpired(ApiError):
+    code = "CURSOR_EXPIRED"
+
+
+class FeedUnavailable(ApiError):
+    code = "FEED_UNAVAILABLE"
+
+
 def _echo(value: Any, path: str) -> str:
     if any(path.endswith(name) or f".{name}." in path for name in SECRET_NAMES):
         return "(hidden)"
@@ -96,6 +104,8 @@ def from_storage(error: storage.StorageError) -> ApiError:
         return NotFound(str(error), id=error.session_id)
     if isinstance(error, storage.SessionClosed):
         return Conflict(str(error), id=error.session_id, reason=error.reason)
+    if isinstance(error, storage.CursorExpired):
+        return CursorExpired(str(error), cursor=error.cursor)
     if isinstance(error, storage.IdempotencyKeyReused):
         return Conflict(str(error), idempotencyKey=error.key)
     if isinstance(error, storage.IdempotencyKeyPending):

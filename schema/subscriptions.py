@@ -1,4 +1,4 @@
-"""Subscriptions: live transcripts and session changes, over websockets on /graphql."""
+"""Subscriptions: live transcripts, session changes and the org-wide feed, over websockets."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import strawberry
 
 from resolvers import subscriptions as resolvers
 from resolvers.context import Info
+from resolvers.session_events import session_event_stream
 from schema.messages import Message, message_from_record
+from schema.session_events import SessionEvent
 from schema.sessions import Session
 
 
@@ -33,3 +35,17 @@ class Subscription:
     async def session_updated(self, info: Info, id: strawberry.ID) -> AsyncGenerator[Session, None]:
         async for record in resolvers.session_stream(info.context, id):
             yield Session.of(record)
+
+    @strawberry.subscription(
+        description="Every create, update (messages appended included), completion (by "
+        "expiry too) and delete of the organization's sessions, in commit order, each once. "
+        "Without after: from now on. With after (an event's cursor): every event after it, "
+        "then live ones; a cursor older than the event log keeps (24 hours by default) gets "
+        "CURSOR_EXPIRED."
+    )
+    async def session_events(
+        self, info: Info, after: str | None = None
+    ) -> AsyncGenerator[SessionEvent, None]:
+        context = info.context
+        async for record in session_event_stream(context, after, context.session_ids):
+            yield SessionEvent.of(record)

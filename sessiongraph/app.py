@@ -40,6 +40,7 @@ from storage import ApiKeyStore, Database, MessageStore, SessionStore
 from storage.events import EventHub
 from storage.persisted import PersistedDocumentStore
 from storage.secret_box import SecretBox
+from storage.session_events import SessionEventLog
 
 log = logging.getLogger("sessiongraph")
 
@@ -123,7 +124,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 feed_capacity=settings.subscriber_buffer,
                 on_restart=metrics.change_stream_restarts.inc if metrics is not None else None,
             )
-            await events.start(db, settings.events_mode)
+            event_log = SessionEventLog(db, settings.event_retention_seconds)
+            await event_log.ensure_indexes()
+            await events.start(db, settings.events_mode, event_log, settings.expiry_sweep_seconds)
             publish = events.local_publisher()
             secrets = SecretBox(secret_keys(settings.secret_key)) if settings.secret_key else None
             services = Services(

@@ -48,6 +48,7 @@ class Services:
         context.org_id = caller.org_id
         context.key_id = caller.key_id
         context.read_only = caller.read_only
+        context.session_ids = caller.session_ids
         context.token = caller.token
         if caller.session_ids is None:
             context.sessions, context.messages = self.sessions, self.messages

@@ -59,6 +59,18 @@ class Settings(BaseSettings):
         "process sees every write), this process's own writes (local), or auto: a change "
         "stream when the database is a replica set.",
     )
+    event_retention_seconds: int = Field(
+        default=86_400,
+        ge=86_400,
+        description="How long the org-wide event log (sessionEvents) keeps each event, so "
+        "how long a cursor can be resumed from; an older cursor gets CURSOR_EXPIRED.",
+    )
+    expiry_sweep_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How often each server process marks sessions past their expiry as "
+        "completed, which sessionEvents reports as COMPLETED; 0 turns the sweep off.",
+    )
     ws_init_timeout_seconds: float = Field(default=5.0, gt=0)
     ws_keep_alive_seconds: float = Field(default=15.0, gt=0)
     ws_max_subscriptions: int = Field(default=100, ge=1)

@@ -4,6 +4,7 @@ from storage.api_keys import ApiKeyRecord, ApiKeyStore
 from storage.database import Database, is_database_unavailable
 from storage.errors import (
     ApiKeyNotFound,
+    CursorExpired,
     IdempotencyKeyPending,
     IdempotencyKeyReused,
     SessionClosed,
@@ -29,6 +30,7 @@ __all__ = [
     "ApiKeyNotFound",
     "ApiKeyRecord",
     "ApiKeyStore",
+    "CursorExpired",
     "Database",
     "IdempotencyKeyPending",
     "IdempotencyKeyReused",

@@ -66,6 +66,8 @@ SESSION_INDEXES = [
     IndexModel([("org_id", ASCENDING), ("assistant_id", ASCENDING), ("created_at", DESCENDING)]),
     IndexModel([("org_id", ASCENDING), ("phone_number_id", ASCENDING), ("created_at", DESCENDING)]),
     IndexModel([("org_id", ASCENDING), ("customer.number", ASCENDING), ("created_at", DESCENDING)]),
+    # The expiry sweep's, across organizations (storage/session_events.py).
+    IndexModel([("status", ASCENDING), ("expires_at", ASCENDING)]),
 ]
 MESSAGE_INDEXES = [
     IndexModel([("session_id", ASCENDING), ("seq", ASCENDING)], unique=True),
@@ -81,6 +83,10 @@ IDEMPOTENCY_INDEXES = [
 REGISTERED_DOCUMENT_INDEXES = [
     IndexModel([("org_id", ASCENDING)]),
     IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0),
+]
+DELETED_SESSION_TTL_SECONDS = 24 * 3600
+DELETED_SESSION_INDEXES = [
+    IndexModel([("deleted_at", ASCENDING)], expireAfterSeconds=DELETED_SESSION_TTL_SECONDS),
 ]
 
 
@@ -144,6 +150,8 @@ class Database:
         self.idempotency = self.db["idempotency_keys"]
         self.trusted_documents = self.db["trusted_documents"]
         self.registered_documents = self.db["registered_documents"]
+        self.deleted_sessions = self.db["deleted_sessions"]
+        """Which organization a deleted session belonged to, for the change stream."""
 
     @classmethod
     async def connect(
@@ -215,6 +223,7 @@ class Database:
         await self.api_keys.create_indexes(API_KEY_INDEXES)
         await self.idempotency.create_indexes(IDEMPOTENCY_INDEXES)
         await self.registered_documents.create_indexes(REGISTERED_DOCUMENT_INDEXES)
+        await self.deleted_sessions.create_indexes(DELETED_SESSION_INDEXES)
 
     async def ping(self) -> None:
         """Raise unless the database answers."""

@@ -63,3 +63,14 @@ class SessionScopeExceeded(StorageError):
             "This access token is limited to particular sessions, so it cannot create "
             "sessions; mint one without sessionIds, or use the API key."
         )
+
+
+class CursorExpired(StorageError):
+    """The cursor lies before what the event log still holds."""
+
+    def __init__(self, cursor: str, retention_seconds: int) -> None:
+        super().__init__(
+            f"Cursor {cursor!r} is older than the event log keeps ({retention_seconds} s) "
+            "or before a gap in it; subscribe without `after` and reload the sessions."
+        )
+        self.cursor = cursor

@@ -357,18 +357,24 @@ class SessionStore:
         """Apply `changes`; a new expiration moves `expires_at` from the creation time."""
         now = utc_now()
         fields: dict[str, Any] = {**changes, "updated_at": now}
+        update: dict[str, Any] = {"$set": fields}
         if "expiration_seconds" in changes:
             current = await self._db.sessions.find_one(
-                {"_id": session_id, "org_id": org_id}, {"created_at": 1}
+                {"_id": session_id, "org_id": org_id}, {"created_at": 1, "completed_by_expiry": 1}
             )
             if current is None:
                 raise SessionNotFound(session_id)
             fields["expires_at"] = current["created_at"] + timedelta(
                 seconds=changes["expiration_seconds"]
             )
+            if current.get("completed_by_expiry"):
+                # Only the expiry sweep completed it: a new expiry reopens it, as it would
+                # have before the sweep (storage/session_events.py).
+                fields.setdefault("status", "active")
+                update["$unset"] = {"completed_by_expiry": ""}
         doc = await self._db.sessions.find_one_and_update(
             {"_id": session_id, "org_id": org_id},
-            {"$set": fields},
+            update,
             projection=PUBLIC_FIELDS,
             return_document=ReturnDocument.AFTER,
         )
@@ -389,6 +395,12 @@ class SessionStore:
             if doc is None:
                 raise SessionNotFound(session_id)
             scope = {"session_id": session_id, "org_id": org_id}
+            await self._db.deleted_sessions.replace_one(
+                {"_id": session_id},
+                {"org_id": org_id, "deleted_at": utc_now()},
+                upsert=True,
+                session=session,
+            )
             await self._db.messages.delete_many(scope, session=session)
             await self._db.idempotency.delete_many(scope, session=session)
             return doc

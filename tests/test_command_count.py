@@ -5,7 +5,8 @@ Commands are counted with PyMongo's command monitoring. The listener is register
 when this module is imported, at collection, before the session's app creates its client
 (global listeners apply to clients created later). It counts only while a test asks it to and
 only commands sent to the test database, leaving out the change stream's own commands (the
-app's event source) and cursor clean-up.
+app's event source), what runs in the background beside it (the session event log's writer,
+the expiry sweep) and cursor clean-up.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ CREATE = """
 mutation Create($input: CreateSessionInput!) { createSession(input: $input) { id } }
 """
 MESSAGES_PER_SESSION = 6
+BACKGROUND_COLLECTIONS = {"session_events", "change_stream_checkpoints"}
 
 
 class CommandLog(monitoring.CommandListener):
@@ -54,6 +56,10 @@ class CommandLog(monitoring.CommandListener):
             return  # the app's database-wide change stream, waiting for events
         if name == "aggregate" and any("$changeStream" in s for s in command.get("pipeline", [])):
             return
+        if command.get(name) in BACKGROUND_COLLECTIONS:
+            return  # the session event log's writer, logging what the change stream saw
+        if name == "update" and any(u.get("multi") for u in command.get("updates", [])):
+            return  # the expiry sweep
         self.commands[f"{name} {command.get('collection' if name == 'getMore' else name)}"] += 1
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:

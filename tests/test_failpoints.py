@@ -50,6 +50,9 @@ async def faulty(settings: Settings) -> AsyncIterator[Faulty]:
             "mongodb_uri": uri,
             "db_timeout_ms": FAULT_TIMEOUT_MS,
             "request_timeout_seconds": REQUEST_TIMEOUT_SECONDS,
+            # No change stream, so no background writer (the session event log, the expiry
+            # sweep) takes a failure injected for a request's command.
+            "events_mode": "local",
         }
         async with (
             serving(settings, **changes, driver="pymongo") as (pymongo_url, _),

@@ -53,7 +53,9 @@ from storage import (
     TimeRange,
 )
 from storage.events import EventHub
+from storage.expiry import ExpirySweeper
 from storage.persisted import PersistedDocumentStore, document_id
+from storage.session_events import LogPosition, SessionEventLog
 from tests.new_records import new_session, text
 
 SCALING_DOC = Path(__file__).resolve().parents[1] / "docs" / "scaling.md"
@@ -83,6 +85,8 @@ KNOWN_SCATTER: set[tuple[str, str, frozenset[str]]] = {
     # `node(id:)` / `nodes(ids:)` for ids that are not sessions' (MessageStore.get_many): a
     # message id alone does not say which session, so which shard, holds it.
     ("messages", "find", frozenset()),
+    # The expiry sweep marks every organization's expired sessions: all shards by design.
+    ("sessions", "update", frozenset()),
 }
 
 
@@ -527,7 +531,9 @@ async def exercise_everything(db: Database) -> None:
     await db.ping()
     await db.ensure_indexes()
     hub = EventHub()
-    await hub.start(db, "changestream")
+    event_log = SessionEventLog(db)
+    await event_log.ensure_indexes()
+    await hub.start(db, "changestream", event_log)
     try:
         sessions = await exercise_sessions(db, org_id)
         await exercise_messages(db, org_id, sessions)
@@ -535,8 +541,39 @@ async def exercise_everything(db: Database) -> None:
         await exercise_api_keys(db, org_id)
         await exercise_persisted_documents(db, org_id)
         await exercise_deletes(db, org_id, sessions)
+        await exercise_event_log(event_log, org_id, sessions)
+        await ExpirySweeper(db, 1).sweep()
     finally:
         await hub.stop()
+
+
+async def exercise_event_log(
+    event_log: SessionEventLog, org_id: str, sessions: list[SessionRecord]
+) -> None:
+    """The feed's reads, once the change stream has logged the sessions' deletion."""
+    deleted = sessions[-1]["id"]
+    for _ in range(500):
+        events, _ = await event_log.after(org_id, "0" * 20, 500)
+        if any(e.type == "DELETED" and e.session_id == deleted for e in events):
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("the change stream did not log the deletion")
+    await event_log.check_cursor(org_id, events[0].cursor)
+    assert await event_log.checkpoint() is not None
+    # An update whose session was deleted before the change stream looked it up.
+    position = LogPosition(None, 1, 1, 0)
+    change = {
+        "ns": {"coll": "sessions"},
+        "operationType": "update",
+        "documentKey": {"_id": deleted},
+        "updateDescription": {"updatedFields": {"name": "x"}},
+        "fullDocument": None,
+    }
+    recorded = await event_log.record(change, position)
+    assert recorded is not None
+    assert recorded.org_id == org_id
+    await event_log.mark_gap(position)
 
 
 # The test --------------------------------------------------------------------------------
