@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import multiprocessing
 import queue
@@ -68,6 +69,8 @@ SCENARIOS = {
 }
 LAST_WRITE_BUCKET = 'sessiongraph_subscription_event_last_write_seconds_bucket{field="messageAdded"'
 """The server's own measure: each event's commit to its last write (a histogram)."""
+DELIVERED = 'sessiongraph_subscription_events_delivered_total{field="messageAdded"}'
+"""The server's count of results sent to subscribers."""
 RECEIVE_TIMEOUT_SECONDS = 120
 FD_MARGIN = 1024
 
@@ -82,7 +85,10 @@ async def _subscriber(
     latencies: list[float],
     measured_from: Any,
     last_seq: Any,
+    checks: list[int],
 ) -> None:
+    """One subscriber; `checks` counts, over the measured messages, those it never got,
+    got more than once, or got out of order, and subscribers that timed out."""
     async with websockets.connect(
         url,
         subprotocols=[websockets.Subprotocol("graphql-transport-ws")],
@@ -103,30 +109,50 @@ async def _subscriber(
                 }
             )
         )
-        first = True
-        while True:
-            try:
-                raw = await asyncio.wait_for(ws.recv(), RECEIVE_TIMEOUT_SECONDS)
-            except TimeoutError:
-                return  # a lost message; the missing deliveries show in the count
-            frame = json.loads(raw)
-            if frame.get("type") != "next":
-                continue
-            now = time.time()
-            added = frame["payload"]["data"]["messageAdded"]
-            if first:  # a warm-up message: this subscription is live
-                first = False
-                counter[0] += 1
-                if counter[0] == total:
-                    live.set()
-                continue
-            seq = added["seq"]
-            start = measured_from.value
-            if start and seq >= start:
-                created = datetime.fromisoformat(added["createdAt"])
-                latencies.append((now - created.timestamp()) * 1000)
-            if last_seq.value and seq >= last_seq.value:
-                return
+        seen: list[int] = []
+        try:
+            await _receive(ws, live, counter, total, latencies, measured_from, last_seq, seen)
+        except TimeoutError:
+            checks[3] += 1  # a lost message; the missing deliveries show in the count
+        expected = range(measured_from.value, last_seq.value + 1)
+        checks[0] += len(set(expected) - set(seen))
+        checks[1] += len(seen) - len(set(seen))
+        checks[2] += sum(1 for a, b in itertools.pairwise(seen) if b <= a)
+
+
+async def _receive(
+    ws: Any,
+    live: asyncio.Event,
+    counter: list[int],
+    total: int,
+    latencies: list[float],
+    measured_from: Any,
+    last_seq: Any,
+    seen: list[int],
+) -> None:
+    """Read one subscriber's results until the last measured one."""
+    first = True
+    while True:
+        raw = await asyncio.wait_for(ws.recv(), RECEIVE_TIMEOUT_SECONDS)
+        frame = json.loads(raw)
+        if frame.get("type") != "next":
+            continue
+        now = time.time()
+        added = frame["payload"]["data"]["messageAdded"]
+        if first:  # a warm-up message: this subscription is live
+            first = False
+            counter[0] += 1
+            if counter[0] == total:
+                live.set()
+            continue
+        seq = added["seq"]
+        start = measured_from.value
+        if start and seq >= start:
+            seen.append(seq)
+            created = datetime.fromisoformat(added["createdAt"])
+            latencies.append((now - created.timestamp()) * 1000)
+        if last_seq.value and seq >= last_seq.value:
+            return
 
 
 def _client_process(
@@ -140,11 +166,12 @@ def _client_process(
     live_queue: Any,
     result_queue: Any,
 ) -> None:
-    async def run() -> list[float]:
+    async def run() -> dict[str, Any]:
         live = asyncio.Event()
         counter = [0]
         latencies: list[float] = []
-        shared = (live, counter, count, latencies, measured_from, last_seq)
+        checks = [0, 0, 0, 0]
+        shared = (live, counter, count, latencies, measured_from, last_seq, checks)
         tasks = [
             asyncio.create_task(
                 _subscriber(urls[(first_index + i) % len(urls)], key, session_id, *shared)
@@ -154,7 +181,14 @@ def _client_process(
         await live.wait()
         live_queue.put(count)
         await asyncio.gather(*tasks)
-        return latencies
+        lost, repeated, out_of_order, timed_out = checks
+        return {
+            "latencies": latencies,
+            "lost": lost,
+            "repeated": repeated,
+            "out_of_order": out_of_order,
+            "timed_out": timed_out,
+        }
 
     try:
         import uvloop
@@ -166,7 +200,8 @@ def _client_process(
 
 async def last_write_buckets(http: Any, server: Server) -> dict[float, float] | None:
     """The server's cumulative event→last-write histogram, by upper bound in seconds (None
-    for a process without sessiongraph's metrics, such as the bare broadcaster)."""
+    for a process without sessiongraph's metrics, such as the bare broadcaster); under the
+    key -1.0, the results it has sent to subscribers."""
     response = await http.get(server.url.removesuffix("/graphql") + "/metrics")
     if response.status_code != 200:
         return None
@@ -175,13 +210,15 @@ async def last_write_buckets(http: Any, server: Server) -> dict[float, float] | 
         if line.startswith(LAST_WRITE_BUCKET):
             bound = line.split('le="')[1].split('"')[0]
             buckets[float(bound)] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith(DELIVERED):
+            buckets[-1.0] = float(line.rsplit(" ", 1)[1])
     return buckets
 
 
 def bucket_percentile(before: dict[float, float], after: dict[float, float], p: float) -> float:
     """The upper bound (ms) of the bucket holding the p-th percentile of what was observed
     between two scrapes."""
-    bounds = sorted(after)
+    bounds = sorted(b for b in after if b >= 0)
     total = after[bounds[-1]] - before.get(bounds[-1], 0.0)
     for bound in bounds:
         if after[bound] - before.get(bound, 0.0) >= p / 100 * total:
@@ -255,27 +292,46 @@ async def measure(
         rss_idle = [s.memory_kib()[0] for s in servers]
         measured_from.value = seq + 1
         last_seq.value = seq + messages
-        buckets_before = await last_write_buckets(http, servers[0])
+        buckets_before = [await last_write_buckets(http, s) for s in servers]
         for index in range(messages):
             target = appends_to or servers[index % len(servers)]
             await gql(http, target.url, APPEND, sessionId=session_id)
             await asyncio.sleep(max(0.05, subscribers / 10_000))
         latencies: list[float] = []
+        checks = {"lost": 0, "repeated": 0, "out_of_order": 0, "timed_out": 0}
         for _ in workers:
-            latencies.extend(await asyncio.to_thread(result_queue.get, True, 300))
+            got = await asyncio.to_thread(result_queue.get, True, 300)
+            latencies.extend(got["latencies"])
+            for name in checks:
+                checks[name] += got[name]
         for worker in workers:
             worker.join(30)
-        buckets_after = await last_write_buckets(http, servers[0])
+        buckets_after = [await last_write_buckets(http, s) for s in servers]
         peak = [s.memory_kib()[1] for s in servers]
     measured = sorted(latencies)
     per_server = subscribers / len(servers)
-    server_side: dict[str, float] = {}
-    if buckets_before is not None and buckets_after:
+    server_side: dict[str, Any] = {}
+    first_before, first_after = buckets_before[0], buckets_after[0]
+    if first_before is not None and first_after:
         # The first server's own figure, bucketed: commit → last write of each event.
         for p in (50, 99):
             server_side[f"last_write_p{p}_ms_at_most"] = bucket_percentile(
-                buckets_before, buckets_after, p
+                first_before, first_after, p
             )
+        # Each process's own: its commit → last write, and the results it sent (the
+        # measured messages only: the warm-up ones were sent before the first scrape).
+        server_side["per_server"] = [
+            {
+                "delivered": (after or {}).get(-1.0, 0.0) - (before or {}).get(-1.0, 0.0),
+                "expected": subscribers // len(servers) * messages,
+                **{
+                    f"last_write_p{p}_ms_at_most": bucket_percentile(before or {}, after, p)
+                    for p in (50, 99)
+                },
+            }
+            for before, after in zip(buckets_before, buckets_after, strict=True)
+            if after
+        ]
     return {
         **server_side,
         "subscribers": subscribers,
@@ -284,6 +340,7 @@ async def measure(
         "messages": messages,
         "deliveries": len(measured),
         "expected_deliveries": subscribers * messages,
+        **checks,
         "setup_seconds": setup_seconds,
         "p50_ms": percentile(measured, 50),
         "p99_ms": percentile(measured, 99),
