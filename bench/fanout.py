@@ -72,6 +72,8 @@ LAST_WRITE_BUCKET = 'sessiongraph_subscription_event_last_write_seconds_bucket{f
 DELIVERED = 'sessiongraph_subscription_events_delivered_total{field="messageAdded"}'
 """The server's count of results sent to subscribers."""
 RECEIVE_TIMEOUT_SECONDS = 120
+SETUP_STORM = 2_000
+"""Subscribers per server above which the servers get longer init and request timeouts."""
 FD_MARGIN = 1024
 
 
@@ -272,14 +274,20 @@ async def measure(
         for worker in workers:
             worker.start()
         # Warm-up messages until every subscriber has had one: then all subscriptions are live.
-        seq = 0
+        # A warm-up append may time out while thousands of connections are set up: it is
+        # retried, and the measured messages follow the last one known to be appended.
+        seq: int | None = None
         live = 0
-        deadline = time.monotonic() + 300
-        while live < len(workers):
+        deadline = time.monotonic() + 600
+        while live < len(workers) or seq is None:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"only {live} of {len(workers)} client processes went live")
-            appended = await gql(http, writer.url, APPEND, sessionId=session_id)
-            seq = appended["addMessages"][0]["seq"]
+            try:
+                appended = await gql(http, writer.url, APPEND, sessionId=session_id)
+                seq = appended["addMessages"][0]["seq"]
+            except RuntimeError as error:
+                print(f"warm-up append failed, retried: {error}")
+                seq = None
             await asyncio.sleep(1.0)
             while True:
                 try:
@@ -412,6 +420,13 @@ async def main() -> None:
     server_count = args.servers or int(scenario["servers"])
     limits = raise_file_limit(max(counts) + FD_MARGIN)
     env = {"SESSIONGRAPH_EVENTS_MODE": "changestream"} if server_count > 1 else {}
+    if max(counts) / server_count > SETUP_STORM:
+        # Thousands of handshakes at once on a small machine: give each connection's
+        # connection_init, and the warm-up appends, time to be served.
+        env |= {
+            "SESSIONGRAPH_WS_INIT_TIMEOUT_SECONDS": "120",
+            "SESSIONGRAPH_REQUEST_TIMEOUT_SECONDS": "60",
+        }
     rows = []
     results = []
     async with bench() as b:
