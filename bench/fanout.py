@@ -33,9 +33,13 @@ import json
 import multiprocessing
 import queue
 import resource
+import signal
 import statistics
+import tempfile
 import time
+from collections import Counter
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import websockets
@@ -45,12 +49,14 @@ from bench.harness import (
     Bench,
     Server,
     bench,
+    cpu_seconds,
     gql,
     machine,
     percentile,
     print_table,
     write_result,
 )
+from bench.profile import parse_raw, record, summarize
 
 SUBSCRIBE = """
 subscription Watch($sessionId: ID!) {
@@ -248,9 +254,11 @@ async def measure(
     messages: int,
     client_processes: int,
     appends_to: Server | None = None,
+    profile: str | None = None,
 ) -> dict[str, Any]:
     """Subscribers on `servers`; messages appended through `appends_to` (default: the
-    servers in turn)."""
+    servers in turn). With `profile`, py-spy samples the first server while the measured
+    messages are delivered and writes its raw stacks there."""
     async with b.client() as http:
         writer = appends_to or servers[0]
         session_id = (await gql(http, writer.url, CREATE))["createSession"]["id"]
@@ -301,6 +309,8 @@ async def measure(
         measured_from.value = seq + 1
         last_seq.value = seq + messages
         buckets_before = [await last_write_buckets(http, s) for s in servers]
+        cpu_before = [cpu_seconds(s.process.pid) for s in servers]
+        spy = await record(servers[0].process.pid, 100, profile) if profile else None
         for index in range(messages):
             target = appends_to or servers[index % len(servers)]
             await gql(http, target.url, APPEND, sessionId=session_id)
@@ -314,6 +324,12 @@ async def measure(
                 checks[name] += got[name]
         for worker in workers:
             worker.join(30)
+        cpu_used = [
+            cpu_seconds(s.process.pid) - c for s, c in zip(servers, cpu_before, strict=True)
+        ]
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            await spy.wait()
         buckets_after = [await last_write_buckets(http, s) for s in servers]
         peak = [s.memory_kib()[1] for s in servers]
     measured = sorted(latencies)
@@ -349,6 +365,8 @@ async def measure(
         "deliveries": len(measured),
         "expected_deliveries": subscribers * messages,
         **checks,
+        # The servers' CPU over the measured messages (fan-out, appends and change streams).
+        "server_cpu_us_per_delivery": sum(cpu_used) / max(1, len(measured)) * 1e6,
         "setup_seconds": setup_seconds,
         "p50_ms": percentile(measured, 50),
         "p99_ms": percentile(measured, 99),
@@ -361,6 +379,51 @@ async def measure(
         ),
         "server_peak_rss_mib": max(peak) / 1024,
         "server_peak_rss_mib_each": [p / 1024 for p in peak],
+    }
+
+
+FANOUT_PARTS: list[tuple[str, str]] = [
+    ("Metrics.event_delivered", "metrics per send (deliveries counter, fan-out histogram)"),
+    ("Metrics.event_written", "metrics per event (last write)"),
+    ("SubscriptionTracker.sent", "tracking per send"),
+    ("WebSocketsSansIOProtocol.send", "socket write: uvicorn/websockets framing + write()"),
+    ("WebSocket.send", "Starlette's websocket send (ASGI message, exception wrapper)"),
+    ("TransportWSSession.send", "our frame: id + payload string"),
+    ("Member.write_now", "the group's one pass (write_now)"),
+    ("_Group._deliver", "the group's one pass (_deliver)"),
+    ("LiveEngine._shared", "member task: queue hop and wake-up"),
+    ("delivery_of", "one execution and encoding per event (shared)"),
+    ("_Group._run", "one execution per event (shared)"),
+    ("pymongo/", "database: appends and change stream (PyMongo)"),
+    ("RequestResponseCycle", "HTTP: the appends"),
+    ("WebSocketSession.serve", "websocket reads (pongs)"),
+    ("_ping_forever", "keep-alive pings"),
+    ("Runner.run (", "event loop (uvloop in C: epoll, callbacks)"),
+]
+"""Where a fan-out sample goes: the innermost of these markers on its stack."""
+
+
+def fanout_story(raw: str) -> dict[str, Any]:
+    """A py-spy profile of a server during fan-out: the share of samples per part of the
+    path (the innermost marker on each stack), and bench.profile's tables."""
+    stacks = parse_raw(raw)
+    parts: Counter[str] = Counter()
+    for stack, count in stacks.items():
+        part = "other"
+        for frame in reversed(stack):
+            found = next((name for marker, name in FANOUT_PARTS if marker in frame), None)
+            if found is not None:
+                part = found
+                break
+        parts[part] += count
+    total = sum(parts.values()) or 1
+    return {
+        "samples": total,
+        "by_part": [
+            {"part": part, "samples": n, "percent": 100 * n / total}
+            for part, n in parts.most_common()
+        ],
+        **summarize(stacks, 15),
     }
 
 
@@ -409,7 +472,16 @@ async def main() -> None:
         choices=["broadcaster"],
         help="also measure a bare broadcaster side by side and report the p99 ratio",
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="one run of the first count, py-spy sampling the first server while the measured "
+        "messages are delivered: bench/results/fanout_profile.json",
+    )
     args = parser.parse_args()
+    if args.profile:
+        await profile_fanout(args)
+        return
     if args.baseline == "broadcaster":
         counts = [int(c) for c in (args.subscribers or "1000").split(",")]
         raise_file_limit(max(counts) + FD_MARGIN)
@@ -530,6 +602,27 @@ async def against_broadcaster(
         rows,
     )
     print(f"\nwritten to {write_result('fanout_floor', {'results': results})}")
+
+
+async def profile_fanout(args: argparse.Namespace) -> None:
+    """One profiled run (see --profile)."""
+    count = int((args.subscribers or "1000").split(",")[0])
+    raise_file_limit(count + FD_MARGIN)
+    with tempfile.NamedTemporaryFile(suffix=".raw") as raw:
+        async with bench() as b, _Servers(b, 1, {}) as servers:
+            result = await measure(
+                b, servers, count, args.messages, args.client_processes, profile=raw.name
+            )
+        story = fanout_story(await asyncio.to_thread(Path(raw.name).read_text))
+    print_table(
+        f"where the server's CPU went: {count} subscribers, {args.messages} messages "
+        f"({story['samples']} samples, {result['server_cpu_us_per_delivery']:.1f} us of server "
+        "CPU per delivery)",
+        ["part", "% samples"],
+        [[row["part"], row["percent"]] for row in story["by_part"]],
+    )
+    path = write_result("fanout_profile", {"run": result, "profile": story})
+    print(f"\nwritten to {path}")
 
 
 class _Servers:
