@@ -56,7 +56,7 @@ from bench.harness import (
     print_table,
     write_result,
 )
-from bench.profile import parse_raw, record, summarize
+from bench.profile import parse_raw, record, summarize, write_folded
 
 SUBSCRIBE = """
 subscription Watch($sessionId: ID!) {
@@ -391,7 +391,9 @@ FANOUT_PARTS: list[tuple[str, str]] = [
     ("TransportWSSession.send", "our frame: id + payload string"),
     ("Member.write_now", "the group's one pass (write_now)"),
     ("_Group._deliver", "the group's one pass (_deliver)"),
-    ("LiveEngine._shared", "member task: queue hop and wake-up"),
+    ("LiveEngine._send (", "our send: tracking and metrics calls"),
+    ("LiveEngine._shared (", "member task: queue hop and wake-up"),
+    ("Queue.get (", "member task: queue hop and wake-up"),
     ("delivery_of", "one execution and encoding per event (shared)"),
     ("_Group._run", "one execution per event (shared)"),
     ("pymongo/", "database: appends and change stream (PyMongo)"),
@@ -613,7 +615,9 @@ async def profile_fanout(args: argparse.Namespace) -> None:
             result = await measure(
                 b, servers, count, args.messages, args.client_processes, profile=raw.name
             )
-        story = fanout_story(await asyncio.to_thread(Path(raw.name).read_text))
+        text = await asyncio.to_thread(Path(raw.name).read_text)
+        story = fanout_story(text)
+        write_folded(parse_raw(text), RESULTS / "fanout_profile.folded")
     print_table(
         f"where the server's CPU went: {count} subscribers, {args.messages} messages "
         f"({story['samples']} samples, {result['server_cpu_us_per_delivery']:.1f} us of server "
