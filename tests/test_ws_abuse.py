@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -374,6 +375,25 @@ async def test_a_replaying_consumer_that_never_reads_is_held_to_its_buffer_and_m
         received = await client.until_complete("replay")
         seqs = [result["messageAdded"]["seq"] for result in received]
         assert seqs == list(range(1, appended + 1))
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_a_client_gone_before_its_ack_is_no_server_error(
+    abused: Abused, protocol: Protocol, database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Its key is not cached: the server looks it up, and the client's close arrives
+    # meanwhile, so the ack is written to a closing connection.
+    _, key = await new_org_key(database)
+    live = abused.app.state.live
+    with caplog.at_level(logging.ERROR):
+        async with connect(abused.url, protocol) as client:
+            await client.send(
+                {"type": "connection_init", "payload": {"authorization": f"Bearer {key}"}}
+            )
+            await client.connection.close()
+        await wait_until(lambda: not live.tracker.connections, "the connection is gone")
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == []
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
