@@ -28,13 +28,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import multiprocessing
 import queue
 import resource
+import signal
 import statistics
+import tempfile
 import time
+from collections import Counter
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import websockets
@@ -44,12 +49,14 @@ from bench.harness import (
     Bench,
     Server,
     bench,
+    cpu_seconds,
     gql,
     machine,
     percentile,
     print_table,
     write_result,
 )
+from bench.profile import parse_raw, record, summarize, write_folded
 
 SUBSCRIBE = """
 subscription Watch($sessionId: ID!) {
@@ -68,7 +75,11 @@ SCENARIOS = {
 }
 LAST_WRITE_BUCKET = 'sessiongraph_subscription_event_last_write_seconds_bucket{field="messageAdded"'
 """The server's own measure: each event's commit to its last write (a histogram)."""
+DELIVERED = 'sessiongraph_subscription_events_delivered_total{field="messageAdded"}'
+"""The server's count of results sent to subscribers."""
 RECEIVE_TIMEOUT_SECONDS = 120
+SETUP_STORM = 2_000
+"""Subscribers per server above which the servers get longer init and request timeouts."""
 FD_MARGIN = 1024
 
 
@@ -82,7 +93,10 @@ async def _subscriber(
     latencies: list[float],
     measured_from: Any,
     last_seq: Any,
+    checks: list[int],
 ) -> None:
+    """One subscriber; `checks` counts, over the measured messages, those it never got,
+    got more than once, or got out of order, and subscribers that timed out."""
     async with websockets.connect(
         url,
         subprotocols=[websockets.Subprotocol("graphql-transport-ws")],
@@ -103,30 +117,50 @@ async def _subscriber(
                 }
             )
         )
-        first = True
-        while True:
-            try:
-                raw = await asyncio.wait_for(ws.recv(), RECEIVE_TIMEOUT_SECONDS)
-            except TimeoutError:
-                return  # a lost message; the missing deliveries show in the count
-            frame = json.loads(raw)
-            if frame.get("type") != "next":
-                continue
-            now = time.time()
-            added = frame["payload"]["data"]["messageAdded"]
-            if first:  # a warm-up message: this subscription is live
-                first = False
-                counter[0] += 1
-                if counter[0] == total:
-                    live.set()
-                continue
-            seq = added["seq"]
-            start = measured_from.value
-            if start and seq >= start:
-                created = datetime.fromisoformat(added["createdAt"])
-                latencies.append((now - created.timestamp()) * 1000)
-            if last_seq.value and seq >= last_seq.value:
-                return
+        seen: list[int] = []
+        try:
+            await _receive(ws, live, counter, total, latencies, measured_from, last_seq, seen)
+        except TimeoutError:
+            checks[3] += 1  # a lost message; the missing deliveries show in the count
+        expected = range(measured_from.value, last_seq.value + 1)
+        checks[0] += len(set(expected) - set(seen))
+        checks[1] += len(seen) - len(set(seen))
+        checks[2] += sum(1 for a, b in itertools.pairwise(seen) if b <= a)
+
+
+async def _receive(
+    ws: Any,
+    live: asyncio.Event,
+    counter: list[int],
+    total: int,
+    latencies: list[float],
+    measured_from: Any,
+    last_seq: Any,
+    seen: list[int],
+) -> None:
+    """Read one subscriber's results until the last measured one."""
+    first = True
+    while True:
+        raw = await asyncio.wait_for(ws.recv(), RECEIVE_TIMEOUT_SECONDS)
+        frame = json.loads(raw)
+        if frame.get("type") != "next":
+            continue
+        now = time.time()
+        added = frame["payload"]["data"]["messageAdded"]
+        if first:  # a warm-up message: this subscription is live
+            first = False
+            counter[0] += 1
+            if counter[0] == total:
+                live.set()
+            continue
+        seq = added["seq"]
+        start = measured_from.value
+        if start and seq >= start:
+            seen.append(seq)
+            created = datetime.fromisoformat(added["createdAt"])
+            latencies.append((now - created.timestamp()) * 1000)
+        if last_seq.value and seq >= last_seq.value:
+            return
 
 
 def _client_process(
@@ -140,11 +174,12 @@ def _client_process(
     live_queue: Any,
     result_queue: Any,
 ) -> None:
-    async def run() -> list[float]:
+    async def run() -> dict[str, Any]:
         live = asyncio.Event()
         counter = [0]
         latencies: list[float] = []
-        shared = (live, counter, count, latencies, measured_from, last_seq)
+        checks = [0, 0, 0, 0]
+        shared = (live, counter, count, latencies, measured_from, last_seq, checks)
         tasks = [
             asyncio.create_task(
                 _subscriber(urls[(first_index + i) % len(urls)], key, session_id, *shared)
@@ -154,7 +189,14 @@ def _client_process(
         await live.wait()
         live_queue.put(count)
         await asyncio.gather(*tasks)
-        return latencies
+        lost, repeated, out_of_order, timed_out = checks
+        return {
+            "latencies": latencies,
+            "lost": lost,
+            "repeated": repeated,
+            "out_of_order": out_of_order,
+            "timed_out": timed_out,
+        }
 
     try:
         import uvloop
@@ -166,7 +208,8 @@ def _client_process(
 
 async def last_write_buckets(http: Any, server: Server) -> dict[float, float] | None:
     """The server's cumulative event→last-write histogram, by upper bound in seconds (None
-    for a process without sessiongraph's metrics, such as the bare broadcaster)."""
+    for a process without sessiongraph's metrics, such as the bare broadcaster); under the
+    key -1.0, the results it has sent to subscribers."""
     response = await http.get(server.url.removesuffix("/graphql") + "/metrics")
     if response.status_code != 200:
         return None
@@ -175,13 +218,15 @@ async def last_write_buckets(http: Any, server: Server) -> dict[float, float] | 
         if line.startswith(LAST_WRITE_BUCKET):
             bound = line.split('le="')[1].split('"')[0]
             buckets[float(bound)] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith(DELIVERED):
+            buckets[-1.0] = float(line.rsplit(" ", 1)[1])
     return buckets
 
 
 def bucket_percentile(before: dict[float, float], after: dict[float, float], p: float) -> float:
     """The upper bound (ms) of the bucket holding the p-th percentile of what was observed
     between two scrapes."""
-    bounds = sorted(after)
+    bounds = sorted(b for b in after if b >= 0)
     total = after[bounds[-1]] - before.get(bounds[-1], 0.0)
     for bound in bounds:
         if after[bound] - before.get(bound, 0.0) >= p / 100 * total:
@@ -209,9 +254,11 @@ async def measure(
     messages: int,
     client_processes: int,
     appends_to: Server | None = None,
+    profile: str | None = None,
 ) -> dict[str, Any]:
     """Subscribers on `servers`; messages appended through `appends_to` (default: the
-    servers in turn)."""
+    servers in turn). With `profile`, py-spy samples the first server while the measured
+    messages are delivered and writes its raw stacks there."""
     async with b.client() as http:
         writer = appends_to or servers[0]
         session_id = (await gql(http, writer.url, CREATE))["createSession"]["id"]
@@ -235,14 +282,20 @@ async def measure(
         for worker in workers:
             worker.start()
         # Warm-up messages until every subscriber has had one: then all subscriptions are live.
-        seq = 0
+        # A warm-up append may time out while thousands of connections are set up: it is
+        # retried, and the measured messages follow the last one known to be appended.
+        seq: int | None = None
         live = 0
-        deadline = time.monotonic() + 300
-        while live < len(workers):
+        deadline = time.monotonic() + 600
+        while live < len(workers) or seq is None:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"only {live} of {len(workers)} client processes went live")
-            appended = await gql(http, writer.url, APPEND, sessionId=session_id)
-            seq = appended["addMessages"][0]["seq"]
+            try:
+                appended = await gql(http, writer.url, APPEND, sessionId=session_id)
+                seq = appended["addMessages"][0]["seq"]
+            except RuntimeError as error:
+                print(f"warm-up append failed, retried: {error}")
+                seq = None
             await asyncio.sleep(1.0)
             while True:
                 try:
@@ -255,27 +308,54 @@ async def measure(
         rss_idle = [s.memory_kib()[0] for s in servers]
         measured_from.value = seq + 1
         last_seq.value = seq + messages
-        buckets_before = await last_write_buckets(http, servers[0])
+        buckets_before = [await last_write_buckets(http, s) for s in servers]
+        cpu_before = [cpu_seconds(s.process.pid) for s in servers]
+        spy = await record(servers[0].process.pid, 100, profile) if profile else None
         for index in range(messages):
             target = appends_to or servers[index % len(servers)]
             await gql(http, target.url, APPEND, sessionId=session_id)
             await asyncio.sleep(max(0.05, subscribers / 10_000))
         latencies: list[float] = []
+        checks = {"lost": 0, "repeated": 0, "out_of_order": 0, "timed_out": 0}
         for _ in workers:
-            latencies.extend(await asyncio.to_thread(result_queue.get, True, 300))
+            got = await asyncio.to_thread(result_queue.get, True, 300)
+            latencies.extend(got["latencies"])
+            for name in checks:
+                checks[name] += got[name]
         for worker in workers:
             worker.join(30)
-        buckets_after = await last_write_buckets(http, servers[0])
+        cpu_used = [
+            cpu_seconds(s.process.pid) - c for s, c in zip(servers, cpu_before, strict=True)
+        ]
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            await spy.wait()
+        buckets_after = [await last_write_buckets(http, s) for s in servers]
         peak = [s.memory_kib()[1] for s in servers]
     measured = sorted(latencies)
     per_server = subscribers / len(servers)
-    server_side: dict[str, float] = {}
-    if buckets_before is not None and buckets_after:
+    server_side: dict[str, Any] = {}
+    first_before, first_after = buckets_before[0], buckets_after[0]
+    if first_before is not None and first_after:
         # The first server's own figure, bucketed: commit → last write of each event.
         for p in (50, 99):
             server_side[f"last_write_p{p}_ms_at_most"] = bucket_percentile(
-                buckets_before, buckets_after, p
+                first_before, first_after, p
             )
+        # Each process's own: its commit → last write, and the results it sent (the
+        # measured messages only: the warm-up ones were sent before the first scrape).
+        server_side["per_server"] = [
+            {
+                "delivered": (after or {}).get(-1.0, 0.0) - (before or {}).get(-1.0, 0.0),
+                "expected": subscribers // len(servers) * messages,
+                **{
+                    f"last_write_p{p}_ms_at_most": bucket_percentile(before or {}, after, p)
+                    for p in (50, 99)
+                },
+            }
+            for before, after in zip(buckets_before, buckets_after, strict=True)
+            if after
+        ]
     return {
         **server_side,
         "subscribers": subscribers,
@@ -284,6 +364,9 @@ async def measure(
         "messages": messages,
         "deliveries": len(measured),
         "expected_deliveries": subscribers * messages,
+        **checks,
+        # The servers' CPU over the measured messages (fan-out, appends and change streams).
+        "server_cpu_us_per_delivery": sum(cpu_used) / max(1, len(measured)) * 1e6,
         "setup_seconds": setup_seconds,
         "p50_ms": percentile(measured, 50),
         "p99_ms": percentile(measured, 99),
@@ -296,6 +379,53 @@ async def measure(
         ),
         "server_peak_rss_mib": max(peak) / 1024,
         "server_peak_rss_mib_each": [p / 1024 for p in peak],
+    }
+
+
+FANOUT_PARTS: list[tuple[str, str]] = [
+    ("Metrics.event_delivered", "metrics per send (deliveries counter, fan-out histogram)"),
+    ("Metrics.event_written", "metrics per event (last write)"),
+    ("SubscriptionTracker.sent", "tracking per send"),
+    ("WebSocketsSansIOProtocol.send", "socket write: uvicorn/websockets framing + write()"),
+    ("WebSocket.send", "Starlette's websocket send (ASGI message, exception wrapper)"),
+    ("TransportWSSession.send", "our frame: id + payload string"),
+    ("Member.write_now", "the group's one pass (write_now)"),
+    ("_Group._deliver", "the group's one pass (_deliver)"),
+    ("LiveEngine._send (", "our send: tracking and metrics calls"),
+    ("LiveEngine._shared (", "member task: queue hop and wake-up"),
+    ("Queue.get (", "member task: queue hop and wake-up"),
+    ("delivery_of", "one execution and encoding per event (shared)"),
+    ("_Group._run", "one execution per event (shared)"),
+    ("pymongo/", "database: appends and change stream (PyMongo)"),
+    ("RequestResponseCycle", "HTTP: the appends"),
+    ("WebSocketSession.serve", "websocket reads (pongs)"),
+    ("_ping_forever", "keep-alive pings"),
+    ("Runner.run (", "event loop (uvloop in C: epoll, callbacks)"),
+]
+"""Where a fan-out sample goes: the innermost of these markers on its stack."""
+
+
+def fanout_story(raw: str) -> dict[str, Any]:
+    """A py-spy profile of a server during fan-out: the share of samples per part of the
+    path (the innermost marker on each stack), and bench.profile's tables."""
+    stacks = parse_raw(raw)
+    parts: Counter[str] = Counter()
+    for stack, count in stacks.items():
+        part = "other"
+        for frame in reversed(stack):
+            found = next((name for marker, name in FANOUT_PARTS if marker in frame), None)
+            if found is not None:
+                part = found
+                break
+        parts[part] += count
+    total = sum(parts.values()) or 1
+    return {
+        "samples": total,
+        "by_part": [
+            {"part": part, "samples": n, "percent": 100 * n / total}
+            for part, n in parts.most_common()
+        ],
+        **summarize(stacks, 15),
     }
 
 
@@ -344,7 +474,16 @@ async def main() -> None:
         choices=["broadcaster"],
         help="also measure a bare broadcaster side by side and report the p99 ratio",
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="one run of the first count, py-spy sampling the first server while the measured "
+        "messages are delivered: bench/results/fanout_profile.json",
+    )
     args = parser.parse_args()
+    if args.profile:
+        await profile_fanout(args)
+        return
     if args.baseline == "broadcaster":
         counts = [int(c) for c in (args.subscribers or "1000").split(",")]
         raise_file_limit(max(counts) + FD_MARGIN)
@@ -355,6 +494,13 @@ async def main() -> None:
     server_count = args.servers or int(scenario["servers"])
     limits = raise_file_limit(max(counts) + FD_MARGIN)
     env = {"SESSIONGRAPH_EVENTS_MODE": "changestream"} if server_count > 1 else {}
+    if max(counts) / server_count > SETUP_STORM:
+        # Thousands of handshakes at once on a small machine: give each connection's
+        # connection_init, and the warm-up appends, time to be served.
+        env |= {
+            "SESSIONGRAPH_WS_INIT_TIMEOUT_SECONDS": "120",
+            "SESSIONGRAPH_REQUEST_TIMEOUT_SECONDS": "60",
+        }
     rows = []
     results = []
     async with bench() as b:
@@ -458,6 +604,29 @@ async def against_broadcaster(
         rows,
     )
     print(f"\nwritten to {write_result('fanout_floor', {'results': results})}")
+
+
+async def profile_fanout(args: argparse.Namespace) -> None:
+    """One profiled run (see --profile)."""
+    count = int((args.subscribers or "1000").split(",")[0])
+    raise_file_limit(count + FD_MARGIN)
+    with tempfile.NamedTemporaryFile(suffix=".raw") as raw:
+        async with bench() as b, _Servers(b, 1, {}) as servers:
+            result = await measure(
+                b, servers, count, args.messages, args.client_processes, profile=raw.name
+            )
+        text = await asyncio.to_thread(Path(raw.name).read_text)
+        story = fanout_story(text)
+        write_folded(parse_raw(text), RESULTS / "fanout_profile.folded")
+    print_table(
+        f"where the server's CPU went: {count} subscribers, {args.messages} messages "
+        f"({story['samples']} samples, {result['server_cpu_us_per_delivery']:.1f} us of server "
+        "CPU per delivery)",
+        ["part", "% samples"],
+        [[row["part"], row["percent"]] for row in story["by_part"]],
+    )
+    path = write_result("fanout_profile", {"run": result, "profile": story})
+    print(f"\nwritten to {path}")
 
 
 class _Servers:

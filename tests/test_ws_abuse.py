@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -313,6 +314,49 @@ async def test_a_live_consumer_that_never_reads_is_held_to_its_buffer_then_close
         assert len(received) < appended
 
 
+async def test_a_stalled_member_of_a_group_holds_up_none_of_the_others(abused: Abused) -> None:
+    # The group writes each event to its idle members itself: a member whose socket has
+    # stopped taking frames must fall back to its own queue, not keep the group waiting.
+    session_id = await new_session(abused)
+    async with (
+        stalled_client(abused) as stalled,
+        connected(abused.url, abused.key, TRANSPORT_WS) as reader,
+    ):
+        await stalled.subscribe("live", MESSAGE_ADDED, {"sessionId": session_id})
+        await reader.subscribe("live", MESSAGE_ADDED, {"sessionId": session_id})
+        await wait_until(lambda: abused.shared.member_count == 2, "both subscribers joined")
+        assert abused.shared.group_count == 1
+
+        read: list[int] = []
+
+        async def read_all() -> None:
+            while True:
+                data = await reader.data("live")
+                read.append(data["messageAdded"]["seq"])
+
+        reading = asyncio.create_task(read_all())
+        try:
+            appended, _ = await append_until_stalled(
+                abused, session_id, lambda: abused.shared.queued, BUFFER + 1
+            )
+            await wait_until(lambda: len(read) >= appended, "the reader has every message")
+        finally:
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reading
+        assert read == list(range(1, appended + 1))
+
+        received = []
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                message = await stalled.receive()
+                assert message["type"] == "next", message
+                received.append(message["payload"]["data"]["messageAdded"]["seq"])
+        assert stalled.connection.close_code == 1013
+        assert received == list(range(1, len(received) + 1))
+        assert len(received) < appended
+
+
 async def test_a_replaying_consumer_that_never_reads_is_held_to_its_buffer_and_misses_nothing(
     abused: Abused,
 ) -> None:
@@ -331,6 +375,25 @@ async def test_a_replaying_consumer_that_never_reads_is_held_to_its_buffer_and_m
         received = await client.until_complete("replay")
         seqs = [result["messageAdded"]["seq"] for result in received]
         assert seqs == list(range(1, appended + 1))
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_a_client_gone_before_its_ack_is_no_server_error(
+    abused: Abused, protocol: Protocol, database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Its key is not cached: the server looks it up, and the client's close arrives
+    # meanwhile, so the ack is written to a closing connection.
+    _, key = await new_org_key(database)
+    live = abused.app.state.live
+    with caplog.at_level(logging.ERROR):
+        async with connect(abused.url, protocol) as client:
+            await client.send(
+                {"type": "connection_init", "payload": {"authorization": f"Bearer {key}"}}
+            )
+            await client.connection.close()
+        await wait_until(lambda: not live.tracker.connections, "the connection is gone")
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == []
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

@@ -184,12 +184,22 @@ class LiveEngine:
             # A subscription's stream yields execution results only (no incremental ones).
             return cast("AsyncIterator[ExecutionResult]", results)
 
-        async with self.shared.join(key, start, began) as member:
+        async def write(delivery: Delivery) -> None:
+            await self._send(send, delivery, subscription)
+
+        # The group writes live events to this member itself while it keeps up; this task
+        # sends only what queued up behind a write that had to wait, in order.
+        async with self.shared.join(key, start, began, write) as member:
             while True:
                 delivery = await member.queue.get()
-                if delivery.kind == "complete":
-                    break
-                await self._send(send, delivery, subscription)
+                member.busy = True
+                try:
+                    await member.settled()
+                    if delivery.kind == "complete":
+                        break
+                    await self._send(send, delivery, subscription)
+                finally:
+                    member.busy = False
                 if delivery.kind == "error":
                     return "error"
         return "overflow" if member.overflowed else "complete"

@@ -6,6 +6,11 @@ with the same variables, so subscribers of the same organization with the same d
 variables join one group: the group runs the subscription once and hands every member the
 same encoded payload, which members only wrap in their own frame.
 
+The group writes each live event to every idle member's transport itself, in one pass:
+a member whose socket keeps up is never woken for it. A member still busy with an earlier
+frame (its socket is slow, or its own task is sending) gets the event on its queue instead,
+which its own task drains in order; the queue's bound keeps a slow member from holding more.
+
 Only live-from-now subscriptions are shared (`sessionUpdated`, and `messageAdded` without
 `afterSeq`): a replaying subscriber needs its own history, so it runs on its own.
 """
@@ -14,10 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import orjson
 from graphql import (
@@ -40,6 +45,8 @@ SHAREABLE_FIELDS = {"messageAdded": "afterSeq", "sessionUpdated": None}
 GroupKey = tuple[str, str, str | None, bytes]
 Starter = Callable[[Callable[[], None]], Awaitable[AsyncIterator[ExecutionResult]]]
 """Starts a group's execution; it calls its argument once the operation passed validation."""
+Writer = Callable[["Delivery"], Coroutine[Any, Any, None]]
+"""Frames one delivery for a member's transport, writes it and reports it (tracking)."""
 
 
 class Tally:
@@ -79,6 +86,8 @@ class Delivery(NamedTuple):
 
 
 COMPLETE = Delivery("complete", "")
+FAILED = Delivery("failed", "")
+"""Queued for a member whose transport refused a write the group made for it."""
 
 
 @lru_cache(maxsize=256)
@@ -162,11 +171,78 @@ def delivery_of(result: ExecutionResult) -> Delivery:
 
 @dataclass(eq=False)
 class Member:
-    """One subscriber of a group: the deliveries it has yet to send."""
+    """One subscriber of a group: how to write to it, and the deliveries it has yet to send."""
 
     limit: int
+    write: Writer | None = None
     queue: asyncio.Queue[Delivery] = field(default_factory=asyncio.Queue)
     overflowed: bool = False
+    busy: bool = False
+    """Its own task is sending a delivery from its queue."""
+    writing: asyncio.Task[None] | None = None
+    """A write the group started for it that had to wait for the socket."""
+    failure: BaseException | None = None
+    """What a write the group made for it raised (the peer went away)."""
+
+    def idle(self) -> bool:
+        """Whether the group may write to it now: nothing of its own in flight or queued."""
+        return (
+            self.write is not None
+            and not self.busy
+            and self.writing is None
+            and self.failure is None
+            and not self.queue.qsize()
+        )
+
+    async def settled(self) -> None:
+        """Wait until a write the group started for it has finished; raise what it raised."""
+        if self.writing is not None:
+            await asyncio.wait((self.writing,))
+        if self.failure is not None:
+            raise self.failure
+
+    def _failed(self, error: BaseException) -> None:
+        self.failure = error
+        self.queue.put_nowait(FAILED)
+
+    def _written(self, task: asyncio.Task[None]) -> None:
+        self.writing = None
+        if not task.cancelled() and task.exception() is not None:
+            self._failed(cast("BaseException", task.exception()))
+
+    def write_now(self, delivery: Delivery) -> None:
+        """Write `delivery` from the calling task: to its end when the transport takes it
+        at once (the usual case), else up to where it waits, leaving the rest to a task."""
+        assert self.write is not None
+        coroutine = self.write(delivery)
+        try:
+            waiting = coroutine.send(None)
+        except StopIteration:
+            return
+        except Exception as error:
+            self._failed(error)
+            return
+        self.writing = asyncio.ensure_future(_finish(coroutine, waiting))
+        self.writing.add_done_callback(self._written)
+
+
+async def _finish(coroutine: Coroutine[Any, Any, None], waiting: Any) -> None:
+    """Run a coroutine that `write_now` started and that waits on `waiting` (what it
+    yielded: the future it awaits, or None for a bare yield) to its end."""
+    try:
+        while True:
+            if waiting is None:
+                await asyncio.sleep(0)
+            else:
+                await asyncio.wait((waiting,))
+            waiting = coroutine.send(None)
+    except StopIteration:
+        return
+    except asyncio.CancelledError:
+        if asyncio.isfuture(waiting):
+            waiting.cancel()
+        coroutine.close()
+        raise
 
 
 class SharedStreams:
@@ -192,15 +268,20 @@ class SharedStreams:
 
     @contextlib.asynccontextmanager
     async def join(
-        self, key: GroupKey, start: Starter, began: Callable[[], None] | None = None
+        self,
+        key: GroupKey,
+        start: Starter,
+        began: Callable[[], None] | None = None,
+        write: Writer | None = None,
     ) -> AsyncIterator[Member]:
         """Membership of the group for `key`; the first member starts it with `start()`.
-        `began` is called once the group's operation has passed validation."""
+        `began` is called once the group's operation has passed validation; `write`, when
+        given, lets the group write live events to the member itself while it is idle."""
         group = self._groups.get(key)
         if group is None or group.task.done():
             # A finished group may linger until its last member leaves; never join one.
             group = self._groups[key] = _Group(start)
-        member = Member(self.member_limit)
+        member = Member(self.member_limit, write)
         group.members.add(member)
         if began is not None:
             if group.began:
@@ -211,6 +292,8 @@ class SharedStreams:
             yield member
         finally:
             group.members.discard(member)
+            if member.writing is not None:
+                member.writing.cancel()
             if not group.members:
                 if self._groups.get(key) is group:
                     del self._groups[key]
@@ -246,22 +329,30 @@ class _Group:
                     await close()
 
     def _deliver(self, delivery: Delivery) -> None:
-        if delivery.committed is not None and delivery.kind == "next":
+        live = delivery.committed is not None and delivery.kind == "next"
+        if live:
             tally = Tally(0)
             delivery = delivery._replace(tally=tally)
         else:
             tally = None
+        idle: list[Member] = []
         for member in self.members:
-            if member.overflowed:
-                continue  # its last delivery is the `complete` that drops it
-            if member.queue.qsize() >= member.limit:
+            if member.overflowed or member.failure is not None:
+                continue  # its last delivery is the `complete` (or failure) that drops it
+            if live and member.idle():
+                idle.append(member)
+            elif member.queue.qsize() >= member.limit:
                 # Too slow: it is dropped and reconnects, resuming from storage.
                 member.overflowed = True
                 member.queue.put_nowait(COMPLETE)
+                continue
             else:
                 member.queue.put_nowait(delivery)
-                if tally is not None:
-                    tally.remaining += 1
+            if tally is not None:
+                tally.remaining += 1
+        # Counted in full first: the tally's last writer may be one of these.
+        for member in idle:
+            member.write_now(delivery)
 
     async def stop(self) -> None:
         self.task.cancel()

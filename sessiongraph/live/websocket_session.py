@@ -138,6 +138,11 @@ class WebSocketSession:
                 await self.handle(message)
         except Closed:
             pass
+        except Exception as error:
+            # A write of the read loop's own (an ack, a pong, a refusal) found the connection
+            # closed by its peer: the client left, which is no server error.
+            if not is_disconnect(error):
+                raise
         finally:
             await self.shutdown()
 
