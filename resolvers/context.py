@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import strawberry
 
@@ -23,9 +23,9 @@ class Context:
     use. For an access token limited to particular sessions, `sessions` and `messages` are
     stores scoped to them.
 
-    Over HTTP there is one context per request. A websocket connection has one for its
-    lifetime: `org_id` is set once its `connection_init` is accepted, and subscriptions
-    call `fresh_loaders` before each event so no event sees another's cached reads.
+    There is one context per HTTP request and per operation of a live connection (made by
+    `Services.context` for the authenticated caller); subscriptions call `fresh_loaders`
+    before each event so no event sees another's cached reads.
     """
 
     org_id: str
@@ -33,7 +33,6 @@ class Context:
     sessions: SessionStore
     messages: MessageStore
     events: EventHub
-    connection_params: dict[str, Any] | None = None
     resume_after_seq: int | None = None
     """Set by a transport resuming a message stream (SSE's Last-Event-ID): the stream
     replays after this seq, as `afterSeq` would."""

@@ -24,35 +24,19 @@ class Services:
     verifier: KeyVerifier
     documents: PersistedDocuments
 
-    def context(self, org_id: str | Caller, request_id: str | None = None) -> Context:
-        """A resolver context for a caller (or a bare organization id; "" until a
-        websocket connection authenticates)."""
-        context = Context(
-            org_id="",
+    def context(self, caller: Caller, request_id: str | None = None) -> Context:
+        """A resolver context acting for `caller`: its organization, its rights, and, for a
+        token limited to particular sessions, stores that see only those."""
+        scoped = caller.session_ids
+        return Context(
+            org_id=caller.org_id,
             request_id=request_id or uuid.uuid4().hex,
-            sessions=self.sessions,
-            messages=self.messages,
+            sessions=self.sessions if scoped is None else ScopedSessionStore(self.sessions, scoped),
+            messages=self.messages if scoped is None else ScopedMessageStore(self.messages, scoped),
             events=self.events,
+            key_id=caller.key_id,
+            read_only=caller.read_only,
+            session_ids=scoped,
+            token=caller.token,
             tokens=self.verifier.tokens,
         )
-        if isinstance(org_id, Caller):
-            self.authenticate(context, org_id)
-        else:
-            context.org_id = org_id
-            context.fresh_loaders()
-        return context
-
-    def authenticate(self, context: Context, caller: Caller) -> None:
-        """Make `context` act for `caller`: its organization, its rights, and, for a token
-        limited to particular sessions, stores that see only those."""
-        context.org_id = caller.org_id
-        context.key_id = caller.key_id
-        context.read_only = caller.read_only
-        context.session_ids = caller.session_ids
-        context.token = caller.token
-        if caller.session_ids is None:
-            context.sessions, context.messages = self.sessions, self.messages
-        else:
-            context.sessions = ScopedSessionStore(self.sessions, caller.session_ids)
-            context.messages = ScopedMessageStore(self.messages, caller.session_ids)
-        context.fresh_loaders()

@@ -16,6 +16,7 @@ import pytest
 from starlette.applications import Starlette
 
 from resolvers.session_events import session_event_stream
+from sessiongraph.auth import Caller
 from sessiongraph.embedded import EmbeddedDatabase
 from sessiongraph.settings import Settings
 from storage import Database, MessageStore, SessionStore
@@ -467,7 +468,7 @@ async def test_a_subscriber_that_falls_behind_rereads_what_it_missed_from_the_lo
     async with serving(settings, subscriber_buffer=2) as (url, app), ApiClient(url, org[1]) as api:
         hub = hub_of(app)
         # The stream driven directly, so that the test decides when it is read.
-        stream = session_event_stream(app.state.services.context(org[0]), None)
+        stream = session_event_stream(app.state.services.context(Caller(org[0])), None)
         first = asyncio.create_task(anext(stream))
         await wait_until(lambda: hub.session_events.feed_count == 1, "the feed is registered")
         created = [await create(api)]
