@@ -12,12 +12,12 @@ import pytest
 from starlette.applications import Starlette
 
 from sessiongraph.settings import Settings
-from sessiongraph.tokens import AccessTokens
 from storage import ApiKeyStore, Database
 from tests.api_client import ApiClient
 from tests.conftest import new_org_key
-from tests.operations import CREATE_SESSION_ID
+from tests.operations import CREATE_ACCESS_TOKEN, CREATE_SESSION_ID
 from tests.sse_client import sse
+from tests.test_tokens import key_id_of, signer
 from tests.ws_client import PROTOCOLS, Protocol, connected, serving, wait_until
 
 WATCH = "subscription ($id: ID!) { messageAdded(sessionId: $id) { seq } }"
@@ -25,17 +25,10 @@ TOKEN_SECONDS = 2
 CREDENTIAL_ENDED = 4403
 
 
-async def key_id_of(database: Database, org_id: str) -> str:
-    (record,) = await ApiKeyStore(database).list(org_id)
-    return record["id"]
-
-
 def short_token(settings: Settings, org_id: str, key_id: str) -> str:
     """A real access token of `key_id` that expires within TOKEN_SECONDS (minted with the
     server's secret: the API itself refuses lifetimes under 5 s)."""
-    assert settings.token_secret is not None
-    signer = AccessTokens(settings.token_secret.get_secret_value())
-    token, _ = signer.mint(
+    token, _ = signer(settings).mint(
         org_id, key_id, ttl_seconds=TOKEN_SECONDS, read_only=True, session_ids=None
     )
     return token
@@ -102,9 +95,8 @@ async def test_revoking_a_key_closes_its_sockets_and_streams_and_its_tokens(
     url, _, org_id, key, session_id = watched
     key_id = await key_id_of(database, org_id)
     async with ApiClient(url, key) as api:
-        token = (await api.data(
-            "mutation { createAccessToken(input: {ttlSeconds: 600}) { token } }"
-        ))["createAccessToken"]["token"]  # fmt: skip
+        minted = await api.data(CREATE_ACCESS_TOKEN, {"input": {"ttlSeconds": 600}})
+    token = minted["createAccessToken"]["token"]
     _, other_key = await new_org_key(database)
     async with (
         connected(url, key, protocol) as by_key,

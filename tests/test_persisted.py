@@ -29,7 +29,7 @@ from storage.persisted import MAX_DOCUMENT_BYTES, MAX_REGISTERED_PER_ORG, Persis
 from tests.api_client import ApiClient
 from tests.operations import CREATE_SESSION_ID, UPDATE_SESSION
 from tests.serving import bound_socket, serve
-from tests.ws_client import PROTOCOLS, TRANSPORT_WS, Protocol, connected, wait_until
+from tests.ws_client import PROTOCOLS, Protocol, connected, wait_until
 
 COUNT = "query Count { sessions(first: 1) { totalCount } }"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -383,15 +383,6 @@ async def test_required_does_not_run_queries_registered_with_apq(
 WATCH_UPDATES = "subscription Watch($id: ID!) { sessionUpdated(id: $id) { id name } }"
 
 
-def subscribe_message(protocol: Protocol, id: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """A subscribe message that names its document instead of sending it."""
-    return {
-        "id": id,
-        "type": "subscribe" if protocol == TRANSPORT_WS else "start",
-        "payload": payload,
-    }
-
-
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_a_websocket_subscribes_by_apq_hash_and_by_document_id(
     app: Starlette, server: str, database: Database, org: tuple[str, str], protocol: Protocol
@@ -401,16 +392,8 @@ async def test_a_websocket_subscribes_by_apq_hash_and_by_document_id(
         session_id = (await api.data(CREATE_SESSION_ID, {"input": {}}))["createSession"]["id"]
         async with connected(server, org[1], protocol) as ws:
             variables = {"id": session_id}
-            await ws.send(
-                subscribe_message(
-                    protocol, "1", {"documentId": document_id, "variables": variables}
-                )
-            )
-            await ws.send(
-                subscribe_message(
-                    protocol, "2", {"extensions": apq(WATCH_UPDATES), "variables": variables}
-                )
-            )
+            await ws.start("1", {"documentId": document_id, "variables": variables})
+            await ws.start("2", {"extensions": apq(WATCH_UPDATES), "variables": variables})
             tracker = app.state.subscriptions
             await wait_until(
                 lambda: sum(s.org_id == org[0] for s in tracker.subscriptions) == 2,
@@ -428,7 +411,7 @@ async def test_a_websocket_subscription_by_unknown_hash_is_refused_with_its_code
     server: str, org: tuple[str, str], protocol: Protocol
 ) -> None:
     async with connected(server, org[1], protocol) as ws:
-        await ws.send(subscribe_message(protocol, "1", {"extensions": apq(unique_query())}))
+        await ws.start("1", {"extensions": apq(unique_query())})
         refusal = await ws.receive()
     assert refusal["type"] == "error"
     payload = refusal["payload"]

@@ -56,8 +56,11 @@ class WsClient:
         return await self.receive()
 
     async def subscribe(self, id: str, query: str, variables: dict[str, Any] | None = None) -> None:
+        await self.start(id, {"query": query, "variables": variables or {}})
+
+    async def start(self, id: str, payload: dict[str, Any]) -> None:
+        """Start operation `id` with `payload` as sent (graphql-ws calls this `start`)."""
         kind = "subscribe" if self.protocol == TRANSPORT_WS else "start"
-        payload = {"query": query, "variables": variables or {}}
         await self.send({"id": id, "type": kind, "payload": payload})
 
     async def complete(self, id: str) -> None:
