@@ -15,10 +15,10 @@ from graphql.pyutils import inspect
 from pydantic import ValidationError
 
 import storage
+from resolvers.inputs import SECRET_NAMES
 
 log = logging.getLogger("sessiongraph.errors")
 
-SECRET_NAMES = ("twilioAuthToken", "twilioApiKey", "twilioApiSecret", "headers")
 MAX_ECHOED_VALUE = 80
 
 
