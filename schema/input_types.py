@@ -1,6 +1,6 @@
 """GraphQL input types derived from the pydantic input models, so each input is declared once.
 
-The model (resolvers/inputs.py) gives the type's name, its description (the docstring), and each
+The model (resolvers/*_inputs.py) gives the type's name, its description (the docstring), and each
 field's name (its camelCase alias), type, description and default. What the model cannot say is
 passed here: the GraphQL enum behind a `Literal`, whether the type is @oneOf, and whether
 defaults show in the schema (otherwise an optional field is nullable and may be left out, and
@@ -46,9 +46,13 @@ def graphql_input(
     """A class decorator replacing the (empty) class with the Strawberry input type of
     `model`; `enums` names the GraphQL enum of each `Literal` field that has one."""
 
+    unknown = sorted(set(enums) - set(model.model_fields))
+    if unknown:
+        raise TypeError(f"{model.__name__} has no fields {unknown}")
+
     def derive(cls: type[C]) -> type[C]:
         annotations: dict[str, Any] = {}
-        namespace: dict[str, Any] = {"__module__": cls.__module__, "__doc__": cls.__doc__}
+        namespace: dict[str, Any] = {"__module__": cls.__module__}
         for name, field in model.model_fields.items():
             kind = _graphql_type(
                 Annotated[(field.annotation, *field.metadata)]
@@ -96,11 +100,16 @@ def _graphql_type(annotation: Any, enum: type[Enum] | None) -> Any:
         return _graphql_type(base, enum)
     if origin in (Union, types.UnionType):
         members = [a for a in get_args(annotation) if a is not type(None)]
-        (member,) = members
-        inner = _graphql_type(member, enum)
+        if len(members) != 1:
+            raise TypeError(f"GraphQL inputs have no unions: {annotation!r}")
+        inner = _graphql_type(members[0], enum)
         return inner | None if len(members) < len(get_args(annotation)) else inner
     if origin is Literal:
-        return enum if enum is not None else str
+        if enum is None:
+            return str
+        if {member.value for member in enum} != set(get_args(annotation)):
+            raise TypeError(f"the values of {enum.__name__} are not those of {annotation!r}")
+        return enum
     if origin is list:
         return list[_graphql_type(get_args(annotation)[0], enum)]  # type: ignore[misc]
     if origin is dict:
