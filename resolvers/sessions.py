@@ -31,6 +31,7 @@ from storage.records import SessionOrderField
 
 SESSIONS_PAGE_DEFAULT = 20
 SESSIONS_PAGE_MAX = 100
+DEFAULT_ORDER = SessionOrder()
 
 
 async def session_by_id(ctx: Context, session_id: str) -> SessionRecord | None:
@@ -42,8 +43,10 @@ async def session_by_id(ctx: Context, session_id: str) -> SessionRecord | None:
 
 def session_query(filter_: dict[str, Any] | None) -> SessionQuery:
     """The storage query for a `SessionFilter` given as a plain dict."""
+    if not filter_:
+        return SessionQuery()
     try:
-        valid = SessionFilter.model_validate(filter_ or {})
+        valid = SessionFilter.model_validate(filter_)
     except ValidationError as error:
         raise bad_input(error, "filter") from None
     lists: dict[str, tuple[str, ...] | None] = {}
@@ -89,8 +92,10 @@ def _time_range(bounds: DateTimeFilter | None) -> TimeRange | None:
 
 def session_order(order_by: dict[str, Any] | None) -> SessionOrder:
     """The order of a session list, given as a plain `SessionOrder` dict (or None)."""
+    if order_by is None:
+        return DEFAULT_ORDER
     try:
-        return SessionOrder.model_validate(order_by or {})
+        return SessionOrder.model_validate(order_by)
     except ValidationError as error:
         raise bad_input(error, "orderBy") from None
 
