@@ -23,6 +23,7 @@ import strawberry
 from strawberry.types.execution import ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from resolvers.error_codes import ErrorCode
 from sessiongraph.auth import Caller, KeyVerifier
 from sessiongraph.live.sharing import Delivery, SharedStreams, delivery_of, group_key
 from sessiongraph.live.tracking import (
@@ -149,7 +150,7 @@ class LiveEngine:
                     delivery = delivery_of(result)
                 else:
                     payload = orjson.dumps(INCREMENTAL_UNSUPPORTED).decode()
-                    delivery = Delivery("error", payload, error_code="BAD_REQUEST")
+                    delivery = Delivery("error", payload, error_code=ErrorCode.BAD_REQUEST)
                 await self._send(send, delivery, subscription)
                 if delivery.kind == "error":
                     return "error"
