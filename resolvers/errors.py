@@ -44,10 +44,6 @@ class Conflict(ApiError):
     code = ErrorCode.CONFLICT
 
 
-class Unauthenticated(ApiError):
-    code = ErrorCode.UNAUTHENTICATED
-
-
 class Forbidden(ApiError):
     code = ErrorCode.FORBIDDEN
 
