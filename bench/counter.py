@@ -174,15 +174,16 @@ async def main() -> None:
             rows = await measure(db, args, b.db_pid)
         finally:
             await db.close()
-    title = (
-        f"{args.sessions} sessions, {args.messages} messages, {args.orgs} organizations; "
-        f"{args.rounds} interleaved rounds of {args.per_round} per variant"
-    )
-    headers = ["operation", "n", "median ms", "client CPU ms", "db CPU ms"]
-    keys = ["operation", "n", "median_ms", "client_cpu_ms", "db_cpu_ms"]
-    print_table(title, headers, [[row[key] for key in keys] for row in rows])
-    name = f"counter-{args.label}" if args.label else "counter"
-    write_result(name, {"settings": vars(args), "operations": rows})
+        # Reported before the database is dropped, which may take a while.
+        title = (
+            f"{args.sessions} sessions, {args.messages} messages, {args.orgs} organizations; "
+            f"{args.rounds} interleaved rounds of {args.per_round} per variant"
+        )
+        headers = ["operation", "n", "median ms", "client CPU ms", "db CPU ms"]
+        keys = ["operation", "n", "median_ms", "client_cpu_ms", "db_cpu_ms"]
+        print_table(title, headers, [[row[key] for key in keys] for row in rows])
+        name = f"counter-{args.label}" if args.label else "counter"
+        write_result(name, {"settings": vars(args), "operations": rows})
 
 
 if __name__ == "__main__":

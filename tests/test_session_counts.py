@@ -13,8 +13,9 @@ import pytest
 from pymongo.errors import OperationFailure
 
 from storage import Database, SessionNotFound, SessionQuery, SessionStore
+from storage.database import to_list
 from storage.scope import ScopedSessionStore
-from storage.session_counts import SessionCounter, count_by_query
+from storage.session_counts import SessionCounter, count_by_query, slot_ids
 from tests.faults import failing, failpoint_database
 from tests.new_records import new_session, text
 
@@ -30,18 +31,19 @@ def org_id() -> str:
     return f"org-{uuid.uuid4().hex[:10]}"
 
 
-async def counter_of(db: Database, org_id: str) -> dict[str, Any] | None:
-    doc: dict[str, Any] | None = await db.session_counts.find_one({"_id": org_id})
-    return doc
+async def slots_of(db: Database, org_id: str) -> list[dict[str, Any]]:
+    """The organization's counter documents, as stored."""
+    return await to_list(db.session_counts.find({"org_id": org_id}))
 
 
 async def assert_exact(db: Database, org_id: str) -> int:
     """The organization's counter is set and agrees with its sessions; returns the count."""
     truth = await count_by_query(db, org_id, None)
     assert await SessionStore(db).count(org_id, EVERYTHING) == truth
-    doc = await counter_of(db, org_id)
-    assert doc is not None, f"no counter for {org_id}"
-    assert (doc["exact"], doc["n"]) == (True, truth), (doc, truth)
+    slots = await slots_of(db, org_id)
+    assert sorted(slot["_id"] for slot in slots) == sorted(slot_ids(org_id))
+    assert all(slot["exact"] is True for slot in slots), slots
+    assert sum(slot["n"] for slot in slots) == truth, (slots, truth)
     return truth
 
 
@@ -67,8 +69,8 @@ async def test_an_organizations_total_is_read_from_its_counter(
         await store.create(org_id, new_session(), [])
 
     assert await store.count(org_id, EVERYTHING) == 3
-    # The counter, not a count: a counter set by hand is what the total says.
-    await database.session_counts.update_one({"_id": org_id}, {"$set": {"n": 1000}})
+    # The counter, not a count: a counter changed by hand is what the total says.
+    await database.session_counts.update_one({"_id": slot_ids(org_id)[0]}, {"$inc": {"n": 997}})
     assert await store.count(org_id, EVERYTHING) == 1000
     # A filtered count still counts the sessions.
     assert await store.count(org_id, SessionQuery(status="active")) == 3
@@ -96,7 +98,7 @@ async def test_the_first_count_of_pre_existing_sessions_is_exact_while_creates_g
     database: Database, org_id: str
 ) -> None:
     await database.sessions.insert_many([stored_document(org_id) for _ in range(PRE_EXISTING)])
-    assert await counter_of(database, org_id) is None
+    assert await slots_of(database, org_id) == []
     store = SessionStore(database)
     # Two "processes" (stores of their own) counting for the first time, among creates.
     counters = [SessionCounter(database), SessionCounter(database)]
@@ -122,7 +124,9 @@ async def test_changes_before_the_first_count_are_not_counted_twice(
     doomed, _ = await store.create(org_id, new_session(), [])
     await store.delete(org_id, doomed["id"])
     # The counter holds only the changes since counting began (+1 +1 -1): not yet exact.
-    assert await counter_of(database, org_id) == {"_id": org_id, "n": 1}
+    slots = await slots_of(database, org_id)
+    assert sum(slot["n"] for slot in slots) == 1
+    assert not any(slot.get("exact") for slot in slots)
 
     assert await assert_exact(database, org_id) == 6
 
@@ -169,7 +173,7 @@ async def test_without_transactions_no_counter_is_kept_and_totals_are_counted(
     await store.delete(org_id, created["id"])
 
     assert await store.count(org_id, EVERYTHING) == 1
-    assert await counter_of(database, org_id) is None
+    assert await slots_of(database, org_id) == []
 
 
 async def test_aborted_creates_and_deletes_leave_the_counter_as_it_was(db_name: str) -> None:
