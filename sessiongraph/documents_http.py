@@ -7,9 +7,10 @@ from typing import Any
 
 from starlette.requests import Request
 
+from resolvers.error_codes import ErrorCode
 from resolvers.errors import UNAVAILABLE_MESSAGE
 from sessiongraph.documents import DocumentProblem, RequestDocument
-from sessiongraph.http_request import RETRY_AFTER, UNAVAILABLE, HttpProblem
+from sessiongraph.http_request import RETRY_AFTER, HttpProblem
 from sessiongraph.services import State
 from storage import is_database_unavailable
 
@@ -26,4 +27,6 @@ async def request_document(
     except Exception as error:
         if not is_database_unavailable(error):
             raise
-        raise HttpProblem(503, UNAVAILABLE, UNAVAILABLE_MESSAGE, RETRY_AFTER) from None
+        raise HttpProblem(
+            503, ErrorCode.SERVICE_UNAVAILABLE, UNAVAILABLE_MESSAGE, RETRY_AFTER
+        ) from None

@@ -39,6 +39,7 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.types.graphql import OperationType
 
+from resolvers.error_codes import ErrorCode, coded_error, error_body
 from sessiongraph.access_log import REQUEST_ID
 from sessiongraph.auth import Caller
 from sessiongraph.documents_http import request_document
@@ -46,7 +47,6 @@ from sessiongraph.graphiql import graphiql_page
 from sessiongraph.http_request import (
     JSON,
     RETRY_AFTER,
-    UNAVAILABLE,
     Fields,
     HttpProblem,
     caller_of,
@@ -101,7 +101,9 @@ def _negotiate(accept: str | None) -> str:
         if media in (JSON, "application/*", "*/*"):
             return JSON
     raise HttpProblem(
-        406, "NOT_ACCEPTABLE", f"Accept {accept!r}: responses are {GRAPHQL_RESPONSE} or {JSON}."
+        406,
+        ErrorCode.NOT_ACCEPTABLE,
+        f"Accept {accept!r}: responses are {GRAPHQL_RESPONSE} or {JSON}.",
     )
 
 
@@ -117,13 +119,11 @@ def _is_unavailable(result: ExecutionResult) -> bool:
     """Whether all the result says is that the database is unavailable: every error is
     SERVICE_UNAVAILABLE and no data came back (null, or null for every field asked for)."""
     errors = result.errors or []
-    if not errors or any((error.extensions or {}).get("code") != UNAVAILABLE for error in errors):
+    if not errors or any(
+        (error.extensions or {}).get("code") != ErrorCode.SERVICE_UNAVAILABLE for error in errors
+    ):
         return False
     return result.data is None or all(value is None for value in result.data.values())
-
-
-def _error_body(message: str, code: str, request_id: str) -> dict[str, Any]:
-    return {"errors": [{"message": message, "extensions": {"code": code, "requestId": request_id}}]}
 
 
 class GraphQLHTTP:
@@ -170,16 +170,18 @@ class GraphQLHTTP:
                 return self._ide(request, request_id)
             if request.method not in ("GET", "HEAD", "POST"):
                 raise HttpProblem(
-                    405, "METHOD_NOT_ALLOWED", f"{request.method} is not supported; use POST.",
+                    405,
+                    ErrorCode.METHOD_NOT_ALLOWED,
+                    f"{request.method} is not supported; use POST.",
                     {"Allow": self.allow},
-                )  # fmt: skip
+                )
             media_type = _negotiate(request.headers.get("accept"))
             if request.method == "POST":
                 return await self._post(request, request_id, media_type)
             return await self._get(request, request_id, media_type)
         except HttpProblem as problem:
             return respond(
-                _error_body(str(problem), problem.code, request_id),
+                error_body(coded_error(str(problem), problem.code, requestId=request_id)),
                 problem.status,
                 media_type,
                 request_id,
@@ -196,7 +198,9 @@ class GraphQLHTTP:
             uses.append("queries also with GET ?query=...&variables=...")
         if self.graphiql_html is not None:
             uses.append("GET without a query serves GraphiQL to browsers")
-        raise HttpProblem(405, "METHOD_NOT_ALLOWED", "; ".join(uses) + ".", {"Allow": self.allow})
+        raise HttpProblem(
+            405, ErrorCode.METHOD_NOT_ALLOWED, "; ".join(uses) + ".", {"Allow": self.allow}
+        )
 
     async def _get(self, request: Request[State], request_id: str, media_type: str) -> Response:
         """A query in the URL (GraphQL over HTTP's GET form), when enabled; never a
@@ -204,7 +208,7 @@ class GraphQLHTTP:
         if not self.get_queries:
             raise HttpProblem(
                 405,
-                "METHOD_NOT_ALLOWED",
+                ErrorCode.METHOD_NOT_ALLOWED,
                 "Queries over GET are turned off on this server (SESSIONGRAPH_GRAPHQL_GET); "
                 "send them with POST and a JSON body.",
                 {"Allow": self.allow},
@@ -275,18 +279,20 @@ class GraphQLHTTP:
         except InvalidOperationTypeError as error:
             if error.operation_type == OperationType.MUTATION:
                 raise HttpProblem(
-                    405, "METHOD_NOT_ALLOWED", "Mutations are only accepted with POST.",
+                    405, ErrorCode.METHOD_NOT_ALLOWED, "Mutations are only accepted with POST.",
                     {"Allow": "POST"},
                 ) from None  # fmt: skip
             raise HttpProblem(
                 400,
-                "BAD_REQUEST",
+                ErrorCode.BAD_REQUEST,
                 "Subscriptions run over a websocket on this path, or over SSE (send "
                 "`Accept: text/event-stream`), not as JSON.",
             ) from None
         except (CannotGetOperationTypeError, MissingQueryError):
             raise HttpProblem(
-                400, "BAD_REQUEST", f"No operation named {operation_name!r} in the document."
+                400,
+                ErrorCode.BAD_REQUEST,
+                f"No operation named {operation_name!r} in the document.",
             ) from None
 
 

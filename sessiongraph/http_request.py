@@ -11,6 +11,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from resolvers.error_codes import ErrorCode
 from resolvers.errors import UNAVAILABLE_MESSAGE
 from sessiongraph.auth import Caller, bearer_key
 from sessiongraph.services import State
@@ -20,14 +21,15 @@ from storage import is_database_unavailable
 log = logging.getLogger("sessiongraph.http")
 
 JSON = "application/json"
-UNAVAILABLE = "SERVICE_UNAVAILABLE"
 RETRY_AFTER = {"Retry-After": "5"}
 
 
 class HttpProblem(Exception):
     """A request rejected before execution, with its status and code."""
 
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+    def __init__(
+        self, status: int, code: ErrorCode, message: str, headers: dict[str, str] | None = None
+    ):
         super().__init__(message)
         self.status = status
         self.code = code
@@ -43,16 +45,16 @@ def _body_fields(body: Any) -> Fields:
     if isinstance(body, list):
         raise HttpProblem(
             400,
-            "BAD_REQUEST",
+            ErrorCode.BAD_REQUEST,
             "Batched requests are not supported; send one operation per request.",
         )
     if not isinstance(body, dict):
-        raise HttpProblem(400, "BAD_REQUEST", "The body must be a JSON object.")
+        raise HttpProblem(400, ErrorCode.BAD_REQUEST, "The body must be a JSON object.")
     query, variables, name = body.get("query"), body.get("variables"), body.get("operationName")
     if variables is not None and not isinstance(variables, dict):
-        raise HttpProblem(400, "BAD_REQUEST", "`variables` must be a JSON object or null.")
+        raise HttpProblem(400, ErrorCode.BAD_REQUEST, "`variables` must be a JSON object or null.")
     if name is not None and not isinstance(name, str):
-        raise HttpProblem(400, "BAD_REQUEST", "`operationName` must be a string or null.")
+        raise HttpProblem(400, ErrorCode.BAD_REQUEST, "`operationName` must be a string or null.")
     document = {
         "query": query,
         "extensions": body.get("extensions"),
@@ -67,7 +69,9 @@ async def post_fields(request: Request[State], max_body_bytes: int) -> Fields:
     if content_type != JSON:
         # Only JSON bodies: a browser cannot send one cross-site without a CORS preflight.
         raise HttpProblem(
-            415, "UNSUPPORTED_MEDIA_TYPE", f"Content-Type must be {JSON}, got {content_type!r}."
+            415,
+            ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+            f"Content-Type must be {JSON}, got {content_type!r}.",
         )
     return _body_fields(await _json_body(request, max_body_bytes))
 
@@ -75,18 +79,24 @@ async def post_fields(request: Request[State], max_body_bytes: int) -> Fields:
 async def _json_body(request: Request[State], max_body_bytes: int) -> Any:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
-        raise HttpProblem(413, "PAYLOAD_TOO_LARGE", f"The body exceeds {max_body_bytes} bytes.")
+        raise HttpProblem(
+            413, ErrorCode.PAYLOAD_TOO_LARGE, f"The body exceeds {max_body_bytes} bytes."
+        )
     chunks = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > max_body_bytes:
-            raise HttpProblem(413, "PAYLOAD_TOO_LARGE", f"The body exceeds {max_body_bytes} bytes.")
+            raise HttpProblem(
+                413, ErrorCode.PAYLOAD_TOO_LARGE, f"The body exceeds {max_body_bytes} bytes."
+            )
         chunks.append(chunk)
     try:
         return orjson.loads(b"".join(chunks))
     except orjson.JSONDecodeError as error:
-        raise HttpProblem(400, "BAD_REQUEST", f"The body is not valid JSON: {error}.") from None
+        raise HttpProblem(
+            400, ErrorCode.BAD_REQUEST, f"The body is not valid JSON: {error}."
+        ) from None
 
 
 def query_fields(request: Request[State]) -> Fields:
@@ -115,7 +125,9 @@ def _json_parameter(value: str | None, name: str) -> Any:
     try:
         return orjson.loads(value)
     except orjson.JSONDecodeError as error:
-        raise HttpProblem(400, "BAD_REQUEST", f"`{name}` is not valid JSON: {error}.") from None
+        raise HttpProblem(
+            400, ErrorCode.BAD_REQUEST, f"`{name}` is not valid JSON: {error}."
+        ) from None
 
 
 async def caller_of(request: Request[State], *, query_token: bool = False) -> Caller:
@@ -130,7 +142,7 @@ async def caller_of(request: Request[State], *, query_token: bool = False) -> Ca
         except AccessTokenRefused as refused:
             raise HttpProblem(
                 401,
-                "UNAUTHENTICATED",
+                ErrorCode.UNAUTHENTICATED,
                 str(refused),
                 {"WWW-Authenticate": 'Bearer realm="sessiongraph"'},
             ) from None
@@ -139,11 +151,13 @@ async def caller_of(request: Request[State], *, query_token: bool = False) -> Ca
     except Exception as error:
         if not is_database_unavailable(error):
             raise
-        raise HttpProblem(503, UNAVAILABLE, UNAVAILABLE_MESSAGE, RETRY_AFTER) from None
+        raise HttpProblem(
+            503, ErrorCode.SERVICE_UNAVAILABLE, UNAVAILABLE_MESSAGE, RETRY_AFTER
+        ) from None
     if caller is None:
         raise HttpProblem(
             401,
-            "UNAUTHENTICATED",
+            ErrorCode.UNAUTHENTICATED,
             "A valid API key or unexpired access token is required: send "
             "`Authorization: Bearer <key or token>`.",
             {"WWW-Authenticate": 'Bearer realm="sessiongraph"'},
@@ -156,7 +170,7 @@ def timed_out(request_id: str, timeout_seconds: float) -> HttpProblem:
     log.warning("request %s did not finish within %g s", request_id, timeout_seconds)
     return HttpProblem(
         503,
-        UNAVAILABLE,
+        ErrorCode.SERVICE_UNAVAILABLE,
         f"The request did not finish within {timeout_seconds:g} s; try again "
         "shortly. A mutation may or may not have been applied: createSession and "
         "addMessages retried with the same idempotencyKey are safe.",

@@ -14,9 +14,6 @@ from typing import Any
 
 from starlette.requests import HTTPConnection
 
-FORBIDDEN_ORIGIN = "FORBIDDEN"
-"""The code of the error refusing an SSE request from an origin that is not allowed."""
-
 _HTTP_SCHEMES = {"ws": "http", "wss": "https"}
 
 

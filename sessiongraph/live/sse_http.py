@@ -11,11 +11,11 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from strawberry.types.graphql import OperationType
 
+from resolvers.error_codes import ErrorCode, error_body
 from sessiongraph.documents_http import request_document
 from sessiongraph.http_request import (
     JSON,
     RETRY_AFTER,
-    UNAVAILABLE,
     HttpProblem,
     caller_of,
     post_fields,
@@ -25,7 +25,7 @@ from sessiongraph.http_request import (
 )
 from sessiongraph.live import sse
 from sessiongraph.live.engine import LiveEngine, OperationRequest
-from sessiongraph.live.origins import FORBIDDEN_ORIGIN, OriginPolicy
+from sessiongraph.live.origins import OriginPolicy
 from sessiongraph.live.tracking import Connection, shape_of
 from sessiongraph.services import State
 
@@ -54,10 +54,13 @@ class SSERequests:
         (here: HttpProblem, or 400 with the operation's errors)."""
         live = self.live
         if not self.origins.allows(request):
-            raise HttpProblem(403, FORBIDDEN_ORIGIN, self.origins.refusal(request))
+            raise HttpProblem(403, ErrorCode.FORBIDDEN, self.origins.refusal(request))
         if live.tracker.draining:
             raise HttpProblem(
-                503, UNAVAILABLE, "The server is shutting down; retry shortly.", RETRY_AFTER
+                503,
+                ErrorCode.SERVICE_UNAVAILABLE,
+                "The server is shutting down; retry shortly.",
+                RETRY_AFTER,
             )
         if request.method == "POST":
             fields = await post_fields(request, self.max_body_bytes)
@@ -89,10 +92,10 @@ class SSERequests:
         if outcome is None:
             raise HttpProblem(
                 500,
-                "INTERNAL_SERVER_ERROR",
+                ErrorCode.INTERNAL_SERVER_ERROR,
                 f"The operation failed unexpectedly (request id {request_id}); it is logged.",
             )
-        return respond({"errors": sse.error_list(outcome)}, 400, JSON, request_id)
+        return respond(error_body(*sse.error_list(outcome)), 400, JSON, request_id)
 
 
 def _sse_operations(
@@ -105,13 +108,13 @@ def _sse_operations(
     kind = shape_of(query, operation_name).kind
     if kind == "mutation":
         raise HttpProblem(
-            405, "METHOD_NOT_ALLOWED", "Mutations are only accepted with POST.",
+            405, ErrorCode.METHOD_NOT_ALLOWED, "Mutations are only accepted with POST.",
             {"Allow": "POST"},
         )  # fmt: skip
     if kind == "query":
         raise HttpProblem(
             400,
-            "BAD_REQUEST",
+            ErrorCode.BAD_REQUEST,
             "GET with Accept: text/event-stream runs subscriptions; send queries with POST.",
         )
     return SSE_GET_OPERATIONS
@@ -125,7 +128,7 @@ def _last_event_id(request: Request[State]) -> int | None:
     if not value.strip().isdigit():
         raise HttpProblem(
             400,
-            "BAD_REQUEST",
+            ErrorCode.BAD_REQUEST,
             f"Last-Event-ID {value[:40]!r}: must be the id of an event this server sent "
             "(a message seq, 0 or more).",
         )
