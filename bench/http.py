@@ -15,9 +15,12 @@ process:
 All three must give the same `data` for the first bodies of each operation before anything is
 measured. wrk (one thread) POSTs each operation for a fixed time over a fixed number of
 keep-alive connections; runs alternate between the servers (the order rotating each run).
-Reported per server: requests/s, latency and **server CPU per request** (the process's
-utime + stime over its run ÷ requests), the robust figure on a shared machine; and the ratios
-sessiongraph ÷ baseline and sessiongraph ÷ Yoga of the medians of runs.
+Reported per server: requests/s, latency, **server CPU per request** (the process's
+utime + stime over its run ÷ requests), the robust figure on a shared machine, and the
+database's reads per request (its serverStatus query + getMore counters over the run; the
+servers take turns, so each run's reads are nearly all its server's): equal figures say the
+peers do the same database work. And the ratios sessiongraph ÷ baseline and sessiongraph ÷
+Yoga of the medians of runs. With --before, the baseline of that tree runs too.
 
 Operations (by session id, rotating over --rotate sessions; lists ask for 20):
   SessionMessages  session(id) { id name status messages(first: 10) { nodes { seq content } } }
