@@ -32,7 +32,7 @@ import uvicorn
 from pymongo import monitoring
 
 from sessiongraph.embedded import EmbeddedDatabase, free_port
-from storage import ApiKeyStore, Database
+from storage import ApiKeyStore, Database, NewSession
 
 RESULTS = Path(__file__).parent / "results"
 WRK_MISSING = (
@@ -498,3 +498,18 @@ class CommandCounter(monitoring.CommandListener):
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         pass
+
+
+def plain_session(name: str) -> NewSession:
+    """A new active session of an hour with nothing but its name, as the storage benches store."""
+    return {
+        "name": name,
+        "status": "active",
+        "expiration_seconds": 3600,
+        "assistant_id": None,
+        "assistant": None,
+        "customer": None,
+        "phone_number_id": None,
+        "phone_number": None,
+        "phone_number_secrets": None,
+    }
