@@ -19,6 +19,7 @@ from sessiongraph.settings import Settings
 from storage import (
     Database,
     MessageStore,
+    SessionNotFound,
     SessionPosition,
     SessionQuery,
     SessionRecord,
@@ -189,6 +190,60 @@ async def test_both_shapes_read_the_same_message_ranges_of_several_sessions(
     assert simple == full
     assert [m["seq"] for m in full[records[1]["id"]]] == [2, 3, 4, 5, 6, 7]
     assert stranger["id"] not in full
+
+
+async def deleted_by(db: Database, org_id: str) -> dict[str, Any]:
+    """What deleting sessions of `org_id` with `db`'s shape does: a session (3 messages, an
+    append's idempotency key) deleted from another organization, then from its own, then again;
+    the neighbour session left alone. Ids, organization and times left out, to compare shapes."""
+    store = SessionStore(db)
+    target, _ = await store.create(org_id, new_session(name="target"), [text("a"), text("b")])
+    neighbour, _ = await store.create(org_id, new_session(name="neighbour"), [text("n")])
+    await MessageStore(db).append(org_id, target["id"], [text("c")], idempotency_key="k")
+    outcome: dict[str, Any] = {}
+    with pytest.raises(SessionNotFound):
+        await store.delete(f"other-{org_id}", target["id"])
+    outcome["kept_by_stranger"] = await store.get(org_id, target["id"]) is not None
+    outcome["total_before"] = await store.count(org_id, SessionQuery())
+    deleted = await store.delete(org_id, target["id"])
+    outcome["deleted"] = {
+        key: value
+        for key, value in deleted.items()
+        if key not in ("id", "org_id", "created_at", "updated_at", "expires_at")
+    }
+    outcome["deleted_is_target"] = (deleted["id"], deleted["org_id"]) == (target["id"], org_id)
+    with pytest.raises(SessionNotFound):
+        await store.delete(org_id, target["id"])
+    outcome["total_after"] = await store.count(org_id, SessionQuery())
+    outcome["left"] = {
+        "session": await store.get(org_id, target["id"]),
+        "messages": await db.messages.count_documents({"session_id": target["id"]}),
+        "keys": await db.idempotency.count_documents({"session_id": target["id"]}),
+        "neighbour": await store.get(org_id, neighbour["id"]) is not None,
+        "neighbour_messages": await db.messages.count_documents({"session_id": neighbour["id"]}),
+    }
+    return outcome
+
+
+async def test_both_shapes_delete_a_session_alike(planners: dict[Planner, Database]) -> None:
+    org_id = f"org-{uuid.uuid4().hex[:10]}"
+
+    full = await deleted_by(planners["full"], f"full-{org_id}")
+    simple = await deleted_by(planners["simple"], f"simple-{org_id}")
+
+    assert simple == full
+    assert full["kept_by_stranger"]
+    assert full["deleted_is_target"]
+    assert full["deleted"]["message_count"] == 3
+    assert full["deleted"]["name"] == "target"
+    assert (full["total_before"], full["total_after"]) == (2, 1)
+    assert full["left"] == {
+        "session": None,
+        "messages": 0,
+        "keys": 0,
+        "neighbour": True,
+        "neighbour_messages": 1,
+    }
 
 
 async def test_the_planner_is_learned_from_the_server_at_connect_time(
