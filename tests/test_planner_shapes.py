@@ -300,3 +300,36 @@ async def test_the_simple_shape_reads_ids_first_only_when_its_planner_cannot_ser
     # whole filter led by those ids.
     assert narrowed[0] == {"org_id": org_id, "name": "even"}
     assert list(narrowed[1]) == ["_id", "org_id", "status", "expires_at", "name"]
+
+
+@pytest.mark.parametrize("order_by", ["created_at", "updated_at"])
+async def test_the_simple_shapes_windows_hold_little_more_than_the_page(
+    mongo_uri: str, settings: Settings, database: Database, order_by: str
+) -> None:
+    # 120 sessions an hour apart, newest first: once a window has found some, the next is
+    # sized by their density, so the windows hold about the page, not up to 4 times it.
+    org_id = f"org-{uuid.uuid4().hex[:10]}"
+    now = datetime.now(UTC)
+    store = SessionStore(database)
+    newest: list[str] = []
+    for hours in range(120):
+        record, _ = await store.create(org_id, new_session(), [])
+        newest.append(record["id"])
+        at = now - timedelta(hours=hours, minutes=30)
+        await database.sessions.update_one(
+            {"_id": record["id"]}, {"$set": {"created_at": at, "updated_at": at}}
+        )
+    finds = SessionFinds()
+    db = await Database.connect(
+        mongo_uri, settings.db_name, planner="simple", event_listeners=[finds]
+    )
+    try:
+        page = await SessionStore(db).list(org_id, SessionQuery(), order_by=order_by, first=40)
+        held = [await db.sessions.count_documents(window) for window in finds.filters]
+    finally:
+        await db.close()
+
+    assert ids(page.items) == newest[:40]
+    assert page.has_next
+    # 41 wanted (one more tells whether a next page exists).
+    assert sum(held) <= 41 * 1.3, (held, finds.filters)
