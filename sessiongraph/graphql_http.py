@@ -31,7 +31,7 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.types.graphql import OperationType
 
-from resolvers.errors import UNAVAILABLE_MESSAGE
+from resolvers.errors import UNAVAILABLE_MESSAGE, RateLimited
 from sessiongraph.access_log import REQUEST_ID
 from sessiongraph.auth import Caller, bearer_key
 from sessiongraph.documents import DocumentProblem, RequestDocument
@@ -223,6 +223,15 @@ def _is_unavailable(result: ExecutionResult) -> bool:
     return result.data is None or all(value is None for value in result.data.values())
 
 
+def _rate_limited_for(errors: list[dict[str, Any]]) -> int | None:
+    """The seconds to retry after, when the operation was refused for its key's rate."""
+    extensions = errors[0].get("extensions") if len(errors) == 1 else None
+    if not isinstance(extensions, dict) or extensions.get("code") != RateLimited.code:
+        return None
+    retry_after = extensions.get("retryAfter")
+    return retry_after if isinstance(retry_after, int) else None
+
+
 def _error_body(message: str, code: str, request_id: str) -> dict[str, Any]:
     return {"errors": [{"message": message, "extensions": {"code": code, "requestId": request_id}}]}
 
@@ -365,7 +374,12 @@ class GraphQLHTTP:
                 "INTERNAL_SERVER_ERROR",
                 f"The operation failed unexpectedly (request id {request_id}); it is logged.",
             )
-        return self._respond({"errors": sse.error_list(outcome)}, 400, JSON, request_id)
+        errors = sse.error_list(outcome)
+        retry_after = _rate_limited_for(errors)
+        if retry_after is not None:
+            headers = {"Retry-After": str(retry_after)}
+            return self._respond({"errors": errors}, 429, JSON, request_id, headers)
+        return self._respond({"errors": errors}, 400, JSON, request_id)
 
     @staticmethod
     def _sse_operations(
@@ -421,6 +435,11 @@ class GraphQLHTTP:
             body["data"] = result.data
         if result.errors:
             body["errors"] = [_formatted(e) for e in result.errors]
+            retry_after = _rate_limited_for(body["errors"])
+            if retry_after is not None:
+                status, headers = 429, {"Retry-After": str(retry_after)}
+        if result.extensions:
+            body["extensions"] = result.extensions
         return self._respond(body, status, media_type, request_id, headers)
 
     def _timed_out(self, request_id: str) -> HttpProblem:
