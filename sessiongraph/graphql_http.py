@@ -377,8 +377,8 @@ class GraphQLHTTP:
         errors = sse.error_list(outcome)
         retry_after = _rate_limited_for(errors)
         if retry_after is not None:
-            headers = {"Retry-After": str(retry_after)}
-            return self._respond({"errors": errors}, 429, JSON, request_id, headers)
+            retry = {"Retry-After": str(retry_after)}
+            return self._respond({"errors": errors}, 429, JSON, request_id, retry)
         return self._respond({"errors": errors}, 400, JSON, request_id)
 
     @staticmethod
