@@ -23,11 +23,12 @@ from strawberry.schema.schema import validate_document
 from strawberry.types.graphql import OperationType
 
 from resolvers.context import CostBudget
+from resolvers.error_codes import ErrorCode
 from resolvers.errors import rate_limited
 from schema.cost import CostLimit
 from schema.documents import parsed_document
 from schema.errors import presented_errors
-from schema.observe import BAD_REQUEST, OperationObserver, outcome_of, report_operation
+from schema.observe import OperationObserver, outcome_of, report_operation
 
 Rules = tuple[type[ASTValidationRule], ...]
 
@@ -86,7 +87,7 @@ class OperationGuard(SchemaExtension):
         except Exception:
             # The operation could not be chosen (no such name, a subscription over POST).
             if observe is not None:
-                report_operation(observe, context, BAD_REQUEST, started, refused=True)
+                report_operation(observe, context, ErrorCode.BAD_REQUEST, started, refused=True)
             raise
         result = context.result
         if result is not None and result.errors:

@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from resolvers.error_codes import error_body
 from resolvers.errors import rate_limited
 from sessiongraph.auth import KeyVerifier, bearer_key
 
@@ -185,7 +186,7 @@ class RateLimit:
             return
         refusal = rate_limited(wait)
         retry_after = str((refusal.extensions or {})["retryAfter"])
-        body = orjson.dumps({"errors": [refusal.formatted]})
+        body = orjson.dumps(error_body(refusal.formatted))
         await send(
             {
                 "type": "http.response.start",

@@ -47,14 +47,18 @@ from schema import (
     UserMessage,
     create_schema,
 )
-from schema.cost import QueryCostLimiter
-from schema.errors import ErrorPresenter, SafeParserCache
 from schema.execution import LeafFirstExecutionContext
-from schema.observe import OperationObserver, OperationObserving
+from schema.observe import OperationObserver
 from storage import Database, MessageStore, SessionStore
 from storage.events import EventHub
 from tests.api_client import ApiClient
 from tests.fuzz_values import custom_scalars
+from tests.reference_extensions import (
+    ErrorPresenter,
+    OperationObserving,
+    QueryCostLimiter,
+    SafeParserCache,
+)
 from tests.test_fuzz import SDL, fuzz_settings, seed_sessions
 from tests.worker_thread_api import WorkerThreadApi, in_worker_thread
 
