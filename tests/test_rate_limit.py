@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 from graphql import parse
 
+from resolvers.sessions import SESSIONS_PAGE_DEFAULT
 from schema import LIST_ARGUMENTS, PAGE_SIZES, create_schema
 from schema.cost import operation_cost
 from sessiongraph.rate_limit import TokenBuckets
@@ -46,7 +47,7 @@ def estimate(query: str) -> int:
         parse(query),
         operation_name=None,
         variables=None,
-        default_page_size=20,
+        default_page_size=SESSIONS_PAGE_DEFAULT,
         field_page_sizes=PAGE_SIZES,
         list_arguments=LIST_ARGUMENTS,
     )
