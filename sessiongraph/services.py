@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import TypedDict
 
 from resolvers.context import Context
 from sessiongraph.auth import Caller, KeyVerifier
 from sessiongraph.documents import PersistedDocuments
 from sessiongraph.rate_limit import PointBudgets
-from storage import MessageStore, SessionStore
+from storage import Database, MessageStore, SessionStore
 from storage.events import EventHub
 from storage.scope import ScopedMessageStore, ScopedSessionStore
 
@@ -25,6 +26,11 @@ class Services:
     verifier: KeyVerifier
     documents: PersistedDocuments
     budgets: PointBudgets | None = None
+
+    async def stop(self) -> None:
+        """Stop re-checking credentials and close the change stream."""
+        await self.verifier.stop()
+        await self.events.stop()
 
     def context(self, caller: Caller, request_id: str | None = None) -> Context:
         """A resolver context acting for `caller`: its organization, its rights, and, for a
@@ -44,3 +50,10 @@ class Services:
             tokens=self.verifier.tokens,
             budget=self.budgets.account(caller.key_id) if self.budgets is not None else None,
         )
+
+
+class State(TypedDict):
+    """The lifespan state every request and websocket sees (`request.state["services"]`)."""
+
+    services: Services
+    database: Database
