@@ -25,25 +25,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from unittest import mock
 
-from bench.harness import bench, cpu_seconds, print_table, write_result
+from bench.harness import bench, cpu_seconds, plain_session, print_table, write_result
 from bench.scale import seed
 from storage import SessionStore
 from storage.database import Database
-from storage.records import NewMessage, NewSession
+from storage.records import NewMessage
 from storage.session_counts import SessionCounter, count_by_query
 
 ORG = "bench"
-NEW: NewSession = {
-    "name": "counter bench",
-    "status": "active",
-    "expiration_seconds": 3600,
-    "assistant_id": None,
-    "assistant": None,
-    "customer": None,
-    "phone_number_id": None,
-    "phone_number": None,
-    "phone_number_secrets": None,
-}
+NEW = plain_session("counter bench")
 MESSAGES: list[NewMessage] = [
     {"role": "user", "fields": {"content": "hello"}},
     {"role": "user", "fields": {"content": "again"}},

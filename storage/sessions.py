@@ -351,14 +351,26 @@ class SessionStore:
         branches = [match]
         if self._db.planner == "simple":
             branches = disjoint_branches(match) or branches
-        total = 0
-        for branch in branches:
+        pipelines = [
             # `$count`, not count_documents' `$group` with `$sum`: the same on MongoDB, and
             # half the time on the embedded database, which evaluates `$sum` per document.
-            pipeline = [{"$match": await self._served(branch)}, {"$count": "n"}]
-            counted = await to_list(self._db.sessions.aggregate(pipeline))
-            total += int(counted[0]["n"]) if counted else 0
-        return total
+            [{"$match": await self._served(branch)}, {"$count": "n"}]
+            for branch in branches
+        ]
+
+        async def counted(session: Any) -> int:
+            total = 0
+            for pipeline in pipelines:
+                found = await to_list(self._db.sessions.aggregate(pipeline, session=session))
+                total += int(found[0]["n"]) if found else 0
+            return total
+
+        if len(pipelines) == 1:
+            return await counted(None)
+        # Branches counted one after another could miss a session that moves between them
+        # (the expiry sweep completing one between the "completed" and "active but expired"
+        # counts): one transaction reads them all at one snapshot.
+        return await self._db.in_transaction(counted)
 
     async def update(self, org_id: str, session_id: str, changes: SessionChanges) -> SessionRecord:
         """Apply `changes`; a new expiration moves `expires_at` from the creation time."""
