@@ -202,3 +202,13 @@ def respond(
         media_type=media_type,
         headers={"X-Request-ID": request_id, **(headers or {})},
     )
+
+
+def rate_limited_retry(errors: list[dict[str, Any]]) -> int | None:
+    """The seconds to retry after (HTTP 429), when the operation was refused for its key's
+    rate (schema/guard.py); None for any other errors."""
+    extensions = errors[0].get("extensions") if len(errors) == 1 else None
+    if not isinstance(extensions, dict) or extensions.get("code") != ErrorCode.RATE_LIMITED:
+        return None
+    retry_after = extensions.get("retryAfter")
+    return retry_after if isinstance(retry_after, int) else None
