@@ -21,8 +21,9 @@ from starlette.applications import Starlette
 from sessiongraph.app import create_app
 from sessiongraph.embedded import EmbeddedDatabase
 from sessiongraph.settings import Settings
-from storage import ApiKeyStore, Database
+from storage import Database
 from tests.api_client import ApiClient
+from tests.keys import new_org_key
 from tests.serving import bound_socket, serve
 
 
@@ -92,13 +93,6 @@ async def server(
     """The app served by uvicorn on a free port; yields its base URL."""
     async with serve(app, listening_socket) as url:
         yield url
-
-
-async def new_org_key(database: Database) -> tuple[str, str]:
-    """A fresh organization and an API key for it."""
-    org_id = f"org-{uuid.uuid4().hex[:10]}"
-    _, key = await ApiKeyStore(database).create(org_id, "test")
-    return org_id, key
 
 
 @pytest.fixture

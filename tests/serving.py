@@ -1,4 +1,5 @@
-"""Serving an app with uvicorn inside the test's event loop."""
+"""Serving an app with uvicorn inside the test's event loop, and a server of its own for
+tests that need settings of their own."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
 
+from sessiongraph.app import create_app
 from sessiongraph.server import Server
+from sessiongraph.settings import Settings
 
 
 @asynccontextmanager
@@ -49,3 +53,13 @@ def bound_socket() -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     return sock
+
+
+@asynccontextmanager
+async def serving(settings: Settings, **changes: Any) -> AsyncIterator[tuple[str, Starlette]]:
+    """A server of its own, with `changes` applied to `settings`, on a free port; yields its
+    base URL and its app (whose `state.services` is live inside the block)."""
+    sock = bound_socket()
+    app = create_app(settings.model_copy(update={**changes, "port": sock.getsockname()[1]}))
+    async with serve(app, sock) as url:
+        yield url, app

@@ -34,10 +34,10 @@ from sessiongraph.app import create_app
 from sessiongraph.settings import Settings
 from storage.events import EventHub
 from tests.api_client import ApiClient
+from tests.factories import create_session, user_messages
 from tests.operations import (
     ADD_MESSAGES,
     CREATE_ACCESS_TOKEN,
-    CREATE_SESSION_ID,
     UPDATE_SESSION,
 )
 from tests.serving import bound_socket, serve
@@ -119,13 +119,6 @@ def resources_loaded(driver: WebDriver) -> list[str]:
     return names
 
 
-async def create_session(api: ApiClient, name: str, contents: list[str]) -> str:
-    messages = [{"user": {"content": text}} for text in contents]
-    data = await api.data(CREATE_SESSION_ID, {"input": {"name": name, "messages": messages}})
-    session_id: str = data["createSession"]["id"]
-    return session_id
-
-
 # GraphiQL
 
 
@@ -171,7 +164,9 @@ def run_in_graphiql(driver: WebDriver, base_url: str, key: str, query: str) -> d
 async def test_graphiql_runs_a_query_with_the_api_key(
     browser: webdriver.Chrome, server: str, api: ApiClient, org: tuple[str, str]
 ) -> None:
-    session_id = await create_session(api, "GraphiQL call", ["Hello from the browser"])
+    session_id = await create_session(
+        api, name="GraphiQL call", messages=user_messages("Hello from the browser")
+    )
     query = (
         "query InBrowser {\n"
         "  sessions(first: 5) { totalCount nodes { id name messages { nodes { seq content } } } }\n"
@@ -298,8 +293,10 @@ async def test_console_lists_sessions_and_follows_a_transcript_live(
     browser: webdriver.Chrome, app: Starlette, server: str, api: ApiClient, org: tuple[str, str]
 ) -> None:
     key = org[1]
-    quiet = await create_session(api, "Quiet one", [])
-    call = await create_session(api, "Support call", ["Hi!", "Where is my order?"])
+    quiet = await create_session(api, name="Quiet one")
+    call = await create_session(
+        api, name="Support call", messages=user_messages("Hi!", "Where is my order?")
+    )
 
     shown = await in_thread(list_and_open, browser, server, key, call, 2)
     # The protocol does not acknowledge a subscription; sessionUpdated (unlike messageAdded,
@@ -363,8 +360,8 @@ async def test_console_lists_sessions_and_follows_a_transcript_live(
 async def test_console_works_with_a_read_only_access_token_for_one_session(
     browser: webdriver.Chrome, server: str, api: ApiClient
 ) -> None:
-    await create_session(api, "Not for this token", ["hidden"])
-    call = await create_session(api, "Shared call", ["Hello"])
+    await create_session(api, name="Not for this token", messages=user_messages("hidden"))
+    call = await create_session(api, name="Shared call", messages=user_messages("Hello"))
     minted = await api.data(CREATE_ACCESS_TOKEN, {"input": {"sessionIds": [call]}})
     token = minted["createAccessToken"]["token"]
 
@@ -405,7 +402,9 @@ async def test_console_reconnects_and_resumes_after_the_server_restarts(
     restartable = settings.model_copy(update={"port": port})
     async with serve(create_app(restartable), first_socket) as url:
         async with ApiClient(url, key) as client:
-            call = await create_session(client, "Dropped call", ["Before the restart"])
+            call = await create_session(
+                client, name="Dropped call", messages=user_messages("Before the restart")
+            )
         await in_thread(list_and_open, browser, url, key, call, 1)
 
     await in_thread(wait_for_live_text, browser, "reconnecting")

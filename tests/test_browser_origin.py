@@ -23,11 +23,11 @@ from starlette.routing import Route
 from sessiongraph.settings import Settings
 from storage import Database
 from tests.api_client import ApiClient
-from tests.conftest import new_org_key
+from tests.keys import new_org_key
 from tests.operations import ADD_MESSAGES, CREATE_ACCESS_TOKEN, CREATE_SESSION_ID
-from tests.serving import bound_socket, serve
+from tests.serving import bound_socket, serve, serving
 from tests.test_browser import browser, in_thread, screenshot, wait
-from tests.ws_client import serving, wait_until
+from tests.ws_client import wait_until
 
 __all__ = ["browser"]  # the fixture, used by name
 

@@ -22,10 +22,11 @@ from sessiongraph.settings import PROJECT_ROOT, Settings
 from storage import Database
 from storage.events import EventHub
 from tests.api_client import ApiClient
-from tests.conftest import new_org_key
+from tests.factories import create_session
 from tests.faults import failing, failpoint_database
-from tests.operations import CREATE_SESSION_ID
-from tests.ws_client import WsClient, connected, serving
+from tests.keys import new_org_key
+from tests.serving import serving
+from tests.ws_client import WsClient, connected
 
 MESSAGE_ADDED = """
 subscription MessageAdded($sessionId: ID!, $afterSeq: Int) {
@@ -43,12 +44,6 @@ PROCESS_START_SECONDS = 30.0
 PROCESS_STOP_SECONDS = 15.0
 WORKER_CONNECTIONS_MIN = 4
 WORKER_CONNECTIONS_MAX = 40
-
-
-async def new_session(api: ApiClient) -> str:
-    created = await api.data(CREATE_SESSION_ID, {"input": {}})
-    session_id: str = created["createSession"]["id"]
-    return session_id
 
 
 async def add_message(api: ApiClient, session_id: str, content: str) -> int:
@@ -221,7 +216,7 @@ async def test_subscriptions_on_a_standalone_database_see_writes_through_the_sam
         ApiClient(url, key) as api,
         connected(url, key) as client,
     ):
-        session_id = await new_session(api)
+        session_id = await create_session(api)
         await subscribe_from_start(client, session_id)
         await live_delivery(api, session_id, [client])
 
@@ -235,7 +230,7 @@ async def test_forced_local_events_on_a_replica_set_deliver_writes_through_the_s
         connected(url, org[1]) as client,
     ):
         assert app.state.services.events.mode == "local"
-        session_id = await new_session(api)
+        session_id = await create_session(api)
         await subscribe_from_start(client, session_id)
         await live_delivery(api, session_id, [client])
 
@@ -255,7 +250,7 @@ async def test_a_subscriber_on_one_server_process_receives_appends_made_through_
         ApiClient(other, org[1]) as api,
         connected(one, org[1]) as client,
     ):
-        session_id = await new_session(api)
+        session_id = await create_session(api)
         await subscribe_from_start(client, session_id)
         await live_delivery(api, session_id, [client])
 
@@ -279,7 +274,7 @@ async def test_subscribers_on_every_uvicorn_worker_receive_an_append(
         assert len(processes_with_connections_on(port, children_of(pid))) == 2, (
             f"{len(clients)} connections all landed on one worker"
         )
-        session_id = await new_session(api)
+        session_id = await create_session(api)
         for client in clients:
             await subscribe_from_start(client, session_id)
         await live_delivery(api, session_id, clients)
@@ -304,7 +299,7 @@ async def test_the_change_stream_resumes_without_losing_events(
         ApiClient(url, key) as api,
         connected(url, key) as client,
     ):
-        session_id = await new_session(api)
+        session_id = await create_session(api)
         await subscribe_from_start(client, session_id)
         await live_delivery(api, session_id, [client])
         # The change stream's next three getMore commands fail.

@@ -7,7 +7,7 @@ from sessiongraph.rate_limit import TokenBuckets
 from sessiongraph.settings import Settings
 from storage import Database
 from tests.api_client import ApiClient
-from tests.conftest import new_org_key
+from tests.keys import new_org_key
 from tests.serving import bound_socket, serve
 
 COUNT = "{ sessions { totalCount } }"

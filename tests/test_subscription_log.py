@@ -14,6 +14,7 @@ import pytest
 
 from sessiongraph.log_config import JsonFormatter
 from tests.api_client import ApiClient
+from tests.factories import create_session
 from tests.ws_client import PROTOCOLS, WAIT_SECONDS, Protocol, connected
 
 LOGGER = "sessiongraph.subscriptions"
@@ -23,7 +24,6 @@ subscription LoggedWatch($sessionId: ID!) { messageAdded(sessionId: $sessionId) 
 """
 SESSION_UPDATED = "subscription LoggedSession($id: ID!) { sessionUpdated(id: $id) { name } }"
 INVALID = "subscription LoggedInvalid($id: ID!) { sessionUpdated(id: $id) { noSuchField } }"
-CREATE_SESSION = 'mutation { createSession(input: {name: "logged"}) { id } }'
 ADD_MESSAGE = """
 mutation ($sessionId: ID!) {
   addMessages(sessionId: $sessionId, messages: [{user: {content: "hi"}}]) { seq }
@@ -53,11 +53,6 @@ async def until_lines(
     return found
 
 
-async def new_session(api: ApiClient) -> str:
-    session_id: str = (await api.data(CREATE_SESSION))["createSession"]["id"]
-    return session_id
-
-
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_a_subscription_logs_its_start_and_its_stop_by_the_client(
     server: str,
@@ -67,7 +62,7 @@ async def test_a_subscription_logs_its_start_and_its_stop_by_the_client(
     protocol: Protocol,
 ) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
-    session_id = await new_session(api)
+    session_id = await create_session(api, name="logged")
     async with connected(server, org[1], protocol) as client:
         await client.subscribe("watch-1", MESSAGE_ADDED, {"sessionId": session_id})
         await until_lines(caplog, session_id, 1)
@@ -100,7 +95,7 @@ async def test_the_stop_line_says_complete_when_the_stream_ends(
     server: str, api: ApiClient, org: tuple[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
-    session_id = await new_session(api)
+    session_id = await create_session(api, name="logged")
     async with connected(server, org[1]) as client:
         await client.subscribe("1", MESSAGE_ADDED, {"sessionId": session_id})
         await until_lines(caplog, session_id, 1)
@@ -147,7 +142,7 @@ async def test_a_lost_connection_stops_its_subscriptions_with_reason_disconnect(
     protocol: Protocol,
 ) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
-    session_id = await new_session(api)
+    session_id = await create_session(api, name="logged")
     async with connected(server, org[1], protocol) as client:
         await client.subscribe("1", SESSION_UPDATED, {"id": session_id})
         await until_lines(caplog, session_id, 1)
@@ -161,7 +156,7 @@ async def test_the_lines_render_as_json_with_their_fields(
     server: str, api: ApiClient, org: tuple[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
-    session_id = await new_session(api)
+    session_id = await create_session(api, name="logged")
     async with connected(server, org[1]) as client:
         await client.subscribe("1", MESSAGE_ADDED, {"sessionId": session_id})
         await until_lines(caplog, session_id, 1)
