@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from storage import NewMessage, NewSession
+from storage import NewMessage, NewSession, SessionPosition, SessionRecord
 from tests.api_client import ApiClient
 from tests.operations import CREATE_SESSION_ID
 
@@ -60,3 +60,13 @@ def session_record(**changes: Any) -> NewSession:
 def message_record(content: str) -> NewMessage:
     """What a store is handed for a user message saying `content`."""
     return {"role": "user", "fields": {"content": content}}
+
+
+def position_of(record: SessionRecord, order_by: str) -> SessionPosition:
+    """What a store is handed as `after` or `before` to page on from `record`, in a list
+    ordered by `order_by`."""
+    if order_by == "created_at":
+        return SessionPosition(record["created_at"], record["id"])
+    if order_by == "updated_at":
+        return SessionPosition(record["updated_at"], record["id"])
+    raise ValueError(f"sessions are not ordered by {order_by!r}")

@@ -35,22 +35,24 @@ from resolvers.context import Context
 from schema import (
     LIST_ARGUMENTS,
     PAGE_SIZES,
-    SCALAR_MAP,
-    AssistantMessage,
-    DeveloperMessage,
     Mutation,
     Query,
     SessionGraphSchema,
-    Subscription,
-    SystemMessage,
-    ToolMessage,
-    UserMessage,
     create_schema,
 )
 from schema.cost import QueryCostLimiter
 from schema.errors import ErrorPresenter, SafeParserCache
 from schema.execution import LeafFirstExecutionContext
+from schema.messages import (
+    AssistantMessage,
+    DeveloperMessage,
+    SystemMessage,
+    ToolMessage,
+    UserMessage,
+)
 from schema.observe import OperationObserver, OperationObserving
+from schema.scalars import SCALAR_MAP
+from schema.subscriptions import Subscription
 from storage import Database, MessageStore, SessionStore
 from storage.events import EventHub
 from tests.api_client import ApiClient
@@ -167,7 +169,7 @@ async def test_generated_queries_give_the_same_results_as_plain_execution(
     assert pair.served_reports == pair.reference_reports
 
 
-WRITTEN = [
+WRITTEN: list[tuple[str, list[dict[str, Any]]]] = [
     (
         """query Both($id: ID!, $skip: Boolean!, $n: Int) {
           session(id: $id) {
@@ -262,7 +264,7 @@ class Thing:
         return self.count * 2
 
 
-GOOD = {
+GOOD: dict[str, Any] = {
     "name": "a",
     "nickname": None,
     "shade": Shade.DARK,

@@ -92,11 +92,9 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
-async def until_value(
-    base_url: str, name: str, expected: float, within: float = WAIT_SECONDS, **labels: str
-) -> Samples:
-    """Scrape until the sample `name{labels}` is `expected` (failing after `within` s)."""
-    deadline = time.monotonic() + within
+async def until_value(base_url: str, name: str, expected: float, **labels: str) -> Samples:
+    """Scrape until the sample `name{labels}` is `expected` (failing after WAIT_SECONDS)."""
+    deadline = time.monotonic() + WAIT_SECONDS
     while True:
         samples = await scrape(base_url)
         found = value(samples, name, **labels)

@@ -19,14 +19,13 @@ from sessiongraph.settings import Settings
 from storage import (
     Database,
     MessageStore,
-    SessionPosition,
     SessionQuery,
     SessionRecord,
     SessionStore,
     TimeRange,
 )
 from storage.database import Planner, planner_of
-from tests.factories import message_record, session_record
+from tests.factories import message_record, position_of, session_record
 
 CUSTOMERS = ["+14155550001", "+14155550002", "+14155550003"]
 BASE = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -88,7 +87,7 @@ async def walk(store: SessionStore, org_id: str, query: SessionQuery, **order: A
         if not page.has_next:
             break
         last = page.items[-1]
-        after = SessionPosition(last[order.get("order_by", "created_at")], last["id"])
+        after = position_of(last, order.get("order_by", "created_at"))
     backward: list[str] = []
     before = None
     while True:
@@ -97,7 +96,7 @@ async def walk(store: SessionStore, org_id: str, query: SessionQuery, **order: A
         if not page.has_previous:
             break
         head = page.items[0]
-        before = SessionPosition(head[order.get("order_by", "created_at")], head["id"])
+        before = position_of(head, order.get("order_by", "created_at"))
     assert forward == backward
     return forward
 

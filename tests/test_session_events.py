@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -470,7 +470,9 @@ async def test_a_subscriber_that_falls_behind_rereads_what_it_missed_from_the_lo
         hub = hub_of(app)
         # The stream driven directly, so that the test decides when it is read.
         stream = session_event_stream(app.state.services.context(Caller(org[0])), None)
-        first = asyncio.create_task(anext(stream))
+        # An async generator, which the test closes when done with it.
+        assert isinstance(stream, AsyncGenerator)
+        first = asyncio.ensure_future(anext(stream))
         await wait_until(lambda: hub.session_events.feed_count == 1, "the feed is registered")
         created = [await create(api)]
         assert (await first).session_id == created[0]
