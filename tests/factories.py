@@ -40,6 +40,25 @@ async def create_session(
     return session_id
 
 
+SEEDED_SESSIONS = 4
+
+
+async def seed_sessions(api: ApiClient) -> list[str]:
+    """A few sessions with messages and every kind of detail; their ids."""
+    session_ids = []
+    for n in range(SEEDED_SESSIONS):
+        session_id = await create_session(
+            api,
+            name=f"seeded {n}",
+            assistant={"name": "Ava", "model": {"provider": "openai"}, "metadata": {"n": n}},
+            customer={"number": "+14155550123", "name": "Alice"},
+            phoneNumber={"twilioPhoneNumber": "+14155550100", "twilioAccountSid": "AC1"},
+            messages=[{"user": {"content": "hi"}}, {"assistant": {"content": "hello"}}],
+        )
+        session_ids.append(session_id)
+    return session_ids
+
+
 def session_record(**changes: Any) -> NewSession:
     """What a store is handed for a new active session with nothing optional set, but for
     `changes`."""

@@ -8,32 +8,28 @@ saved to tests/artifacts/ for people to look at.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
 import re
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
 from selenium import webdriver
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
-from selenium.webdriver.support.wait import WebDriverWait
 from starlette.applications import Starlette
 
 from sessiongraph.app import create_app
 from sessiongraph.settings import Settings
 from storage.events import EventHub
 from tests.api_client import ApiClient
+from tests.browser import WAIT_SECONDS, in_thread, screenshot, wait
 from tests.factories import create_session, user_messages
 from tests.operations import (
     ADD_MESSAGES,
@@ -43,66 +39,11 @@ from tests.operations import (
 from tests.serving import bound_socket, serve
 from tests.ws_client import wait_until
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-WAIT_SECONDS = 20
-"""The longest a test waits for the page to show something; exceeding it fails the test."""
-
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-CHROMIUM_ARGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1280,900",
-)
-
-T = TypeVar("T")
-
-
-@pytest.fixture
-def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[webdriver.Chrome]:
-    """A headless Chromium of its own (fresh profile, so fresh storage) for one test."""
-    # The driver is given explicitly; selenium-manager must never try to download one.
-    monkeypatch.setenv("SE_OFFLINE", "true")
-    options = Options()
-    options.binary_location = CHROMIUM
-    for argument in CHROMIUM_ARGS:
-        options.add_argument(argument)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
 
 @pytest.fixture
 async def http(server: str) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=server, timeout=30) as client:
         yield client
-
-
-async def in_thread(function: Callable[..., T], *args: Any) -> T:
-    """Run blocking WebDriver work off the event loop, which must keep serving the page."""
-    return await asyncio.to_thread(function, *args)
-
-
-def wait(driver: WebDriver) -> WebDriverWait[WebDriver]:
-    return WebDriverWait(driver, WAIT_SECONDS, poll_frequency=0.1)
-
-
-def screenshot(driver: WebDriver, name: str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    assert driver.save_screenshot(str(path)), f"no screenshot saved to {path}"
-    print(f"screenshot: {path}")
-    return path
 
 
 def csp_violations(driver: webdriver.Chrome) -> list[str]:

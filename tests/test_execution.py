@@ -56,8 +56,8 @@ from schema.subscriptions import Subscription
 from storage import Database, MessageStore, SessionStore
 from storage.events import EventHub
 from tests.api_client import ApiClient
-from tests.fuzz_values import custom_scalars
-from tests.test_fuzz import SDL, fuzz_settings, seed_sessions
+from tests.factories import seed_sessions
+from tests.fuzz_values import SDL, custom_scalars, fuzz_settings
 from tests.worker_thread_api import WorkerThreadApi, in_worker_thread
 
 GENERATED_QUERIES = 150

@@ -12,7 +12,7 @@ from schema import LIST_ARGUMENTS, PAGE_SIZES, create_schema
 from schema.cost import operation_cost
 from sessiongraph.settings import Settings
 from tests.api_client import ApiClient
-from tests.test_command_count import counted
+from tests.command_log import counted
 
 CREATE = """
 mutation Create($name: String!) {

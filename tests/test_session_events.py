@@ -33,9 +33,8 @@ from tests.operations import (
     DELETE_SESSION,
     UPDATE_SESSION,
 )
-from tests.serving import serving
+from tests.serving import server_process, serving
 from tests.sse_client import sse
-from tests.test_events import server_process
 from tests.ws_client import PROTOCOLS, Protocol, WsClient, connected, wait_until
 
 SESSION_EVENTS = """
