@@ -15,6 +15,7 @@ from graphql.pyutils import inspect
 from pydantic import ValidationError
 
 import storage
+from resolvers.error_codes import ErrorCode
 
 log = logging.getLogger("sessiongraph.errors")
 
@@ -25,46 +26,46 @@ MAX_ECHOED_VALUE = 80
 class ApiError(GraphQLError):
     """A failure the client caused or can act on, with its stable `extensions.code`."""
 
-    code: ClassVar[str] = "INTERNAL_SERVER_ERROR"
+    code: ClassVar[ErrorCode] = ErrorCode.INTERNAL_SERVER_ERROR
 
     def __init__(self, message: str, **extensions: Any) -> None:
         super().__init__(message, extensions={"code": self.code, **extensions})
 
 
 class BadUserInput(ApiError):
-    code = "BAD_USER_INPUT"
+    code = ErrorCode.BAD_USER_INPUT
 
 
 class NotFound(ApiError):
-    code = "NOT_FOUND"
+    code = ErrorCode.NOT_FOUND
 
 
 class Conflict(ApiError):
-    code = "CONFLICT"
+    code = ErrorCode.CONFLICT
 
 
 class Unauthenticated(ApiError):
-    code = "UNAUTHENTICATED"
+    code = ErrorCode.UNAUTHENTICATED
 
 
 class Forbidden(ApiError):
-    code = "FORBIDDEN"
+    code = ErrorCode.FORBIDDEN
 
 
 class ServiceUnavailable(ApiError):
-    code = "SERVICE_UNAVAILABLE"
+    code = ErrorCode.SERVICE_UNAVAILABLE
 
 
 class TokensNotConfigured(ApiError):
-    code = "TOKENS_NOT_CONFIGURED"
+    code = ErrorCode.TOKENS_NOT_CONFIGURED
 
 
 class CursorExpired(ApiError):
-    code = "CURSOR_EXPIRED"
+    code = ErrorCode.CURSOR_EXPIRED
 
 
 class FeedUnavailable(ApiError):
-    code = "FEED_UNAVAILABLE"
+    code = ErrorCode.FEED_UNAVAILABLE
 
 
 def _echo(value: Any, path: str) -> str:
@@ -116,8 +117,6 @@ def from_storage(error: storage.StorageError) -> ApiError:
 
 
 UNAVAILABLE_MESSAGE = "The database is unavailable; try again shortly."
-PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
-VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
 
 
 def present(
@@ -140,17 +139,17 @@ def present(
     if isinstance(original, storage.StorageError):
         return _relocated(from_storage(original), error)
     if original is None and phase == "parse":
-        return _coded(error, PARSE_FAILED)
+        return _coded(error, ErrorCode.GRAPHQL_PARSE_FAILED)
     if phase == "validate" and (
         original is None or isinstance(original, ValueError | OverflowError)
     ):
         # graphql-core keeps the exception of a scalar that could not parse a literal.
-        return _coded(error, VALIDATION_FAILED)
+        return _coded(error, ErrorCode.GRAPHQL_VALIDATION_FAILED)
     if not error.path and (original is None or isinstance(original, GraphQLError)):
         # Raised by graphql-core before resolving: variables that failed to coerce. Its
         # messages quote the values sent ("found: {...}"), secrets included.
         error.message = _without_secrets(error.message, variables)
-        return _coded(error, "BAD_USER_INPUT")
+        return _coded(error, ErrorCode.BAD_USER_INPUT)
     if original is not None and storage.is_database_unavailable(original):
         log.warning("database unavailable (request %s): %s", request_id, original)
         return _relocated(ServiceUnavailable(UNAVAILABLE_MESSAGE), error)
@@ -164,7 +163,7 @@ def present(
         f"Internal server error (request id {request_id}).",
         nodes=error.nodes,
         path=error.path,
-        extensions={"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
+        extensions={"code": ErrorCode.INTERNAL_SERVER_ERROR, "requestId": request_id},
     )
 
 
@@ -188,7 +187,7 @@ def _without_secrets(message: str, variables: Mapping[str, Any] | None) -> str:
     return message
 
 
-def _coded(error: GraphQLError, code: str) -> GraphQLError:
+def _coded(error: GraphQLError, code: ErrorCode) -> GraphQLError:
     if error.extensions and "code" in error.extensions:
         return error
     error.extensions = {**(error.extensions or {}), "code": code}

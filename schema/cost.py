@@ -19,7 +19,7 @@ Cost model:
 """
 
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from contextlib import suppress
 from typing import Any
 
@@ -47,9 +47,9 @@ from graphql import (
     is_composite_type,
     value_from_ast_untyped,
 )
-from strawberry.extensions import SchemaExtension
-from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext
+
+from resolvers.error_codes import ErrorCode
 
 _META_FIELDS = {
     "__schema": SchemaMetaFieldDef,
@@ -315,40 +315,10 @@ class CostLimit:
         return [
             GraphQLError(
                 f"Query cost {cost} exceeds the limit of {self.max_cost}.",
-                extensions={"code": "QUERY_TOO_COMPLEX", "cost": cost, "maxCost": self.max_cost},
+                extensions={
+                    "code": ErrorCode.QUERY_TOO_COMPLEX,
+                    "cost": cost,
+                    "maxCost": self.max_cost,
+                },
             )
         ]
-
-
-class QueryCostLimiter(SchemaExtension):
-    """Reject operations whose :func:`operation_cost` exceeds ``max_cost`` before execution
-    (see :class:`CostLimit`). On its own, for a schema of a few extensions; the app's schema
-    does the same in ``schema.guard.OperationGuard``. Pass it as a factory
-    (``lambda: QueryCostLimiter(1000)``) and, if ``ValidationCache`` is used, list it before
-    this extension.
-    """
-
-    def __init__(
-        self,
-        max_cost: int,
-        default_page_size: int = 20,
-        field_page_sizes: Mapping[tuple[str, str], int] | None = None,
-        list_arguments: Mapping[tuple[str, str], tuple[str, int]] | None = None,
-    ) -> None:
-        super().__init__()
-        self.limit = CostLimit(max_cost, default_page_size, field_page_sizes, list_arguments)
-
-    def on_validate(self) -> Iterator[None]:
-        context = self.execution_context
-        document = context.graphql_document
-        # Strawberry checks pre_execution_errors before the code after this hook's yield runs, so
-        # validation is run here (as ValidationCache does; Strawberry then skips its own run).
-        if context.pre_execution_errors is None and context.validation_rules and document:
-            context.pre_execution_errors = validate_document(
-                context.schema._schema, document, context.validation_rules
-            )
-        if document is not None and not context.pre_execution_errors:
-            rejected = self.limit.errors(context)
-            if rejected:
-                context.pre_execution_errors = rejected
-        yield

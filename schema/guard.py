@@ -20,10 +20,11 @@ from graphql import ASTValidationRule, DocumentNode, GraphQLError, GraphQLSchema
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
+from resolvers.error_codes import ErrorCode
 from schema.cost import CostLimit
 from schema.documents import parsed_document
 from schema.errors import presented_errors
-from schema.observe import BAD_REQUEST, OperationObserver, outcome_of, report_operation
+from schema.observe import OperationObserver, outcome_of, report_operation
 
 Rules = tuple[type[ASTValidationRule], ...]
 
@@ -82,7 +83,7 @@ class OperationGuard(SchemaExtension):
         except Exception:
             # The operation could not be chosen (no such name, a subscription over POST).
             if observe is not None:
-                report_operation(observe, context, BAD_REQUEST, started, refused=True)
+                report_operation(observe, context, ErrorCode.BAD_REQUEST, started, refused=True)
             raise
         result = context.result
         if result is not None and result.errors:

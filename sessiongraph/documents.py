@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from resolvers.error_codes import ErrorCode
 from storage import is_database_unavailable
 from storage.persisted import (
     DOCUMENT_ID,
@@ -28,15 +29,9 @@ log = logging.getLogger(__name__)
 TrustedDocumentsMode = Literal["optional", "required"]
 
 APQ_VERSION = 1
-# Apollo clients key on these exact code and message to send the document's text next.
-PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
+# Apollo clients key on this exact message (and ErrorCode.PERSISTED_QUERY_NOT_FOUND) to send
+# the document's text next.
 PERSISTED_QUERY_NOT_FOUND_MESSAGE = "PersistedQueryNotFound"
-PERSISTED_QUERY_HASH_MISMATCH = "PERSISTED_QUERY_HASH_MISMATCH"
-PERSISTED_QUERY_VERSION_UNSUPPORTED = "PERSISTED_QUERY_VERSION_UNSUPPORTED"
-PERSISTED_DOCUMENT_NOT_FOUND = "PERSISTED_DOCUMENT_NOT_FOUND"
-INVALID_DOCUMENT_ID = "INVALID_DOCUMENT_ID"
-TRUSTED_DOCUMENT_REQUIRED = "TRUSTED_DOCUMENT_REQUIRED"
-BAD_REQUEST = "BAD_REQUEST"
 
 CACHE_SIZE = 1000
 TRUSTED_CACHE_SECONDS = 30.0
@@ -48,7 +43,7 @@ class DocumentProblem(Exception):
     """A request whose document cannot be run: a stable code, a message naming the field
     and value, and the HTTP status an HTTP transport answers with."""
 
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
+    def __init__(self, code: ErrorCode, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.code = code
         self.status = status
@@ -95,14 +90,16 @@ class PersistedDocuments:
         """The document a request with these fields runs, or DocumentProblem. Nothing is
         parsed here, so a document refused is refused before parsing."""
         if extensions is not None and not isinstance(extensions, dict):
-            raise DocumentProblem(BAD_REQUEST, "`extensions` must be a JSON object or null.")
+            raise DocumentProblem(
+                ErrorCode.BAD_REQUEST, "`extensions` must be a JSON object or null."
+            )
         persisted = (extensions or {}).get("persistedQuery")
         if query is not None and (not isinstance(query, str) or not query.strip()):
-            raise DocumentProblem(BAD_REQUEST, "`query` must be a non-empty string.")
+            raise DocumentProblem(ErrorCode.BAD_REQUEST, "`query` must be a non-empty string.")
         if document_id is not None:
             if query is not None or persisted is not None:
                 raise DocumentProblem(
-                    BAD_REQUEST,
+                    ErrorCode.BAD_REQUEST,
                     "Send `documentId` alone, without `query` or `extensions.persistedQuery`.",
                 )
             return RequestDocument(await self._named(org_id, _checked_id(document_id)))
@@ -110,7 +107,7 @@ class PersistedDocuments:
             return await self._apq(org_id, persisted, query)
         if query is None:
             raise DocumentProblem(
-                BAD_REQUEST,
+                ErrorCode.BAD_REQUEST,
                 "The request needs a non-empty string `query`, a `documentId` or "
                 "`extensions.persistedQuery`.",
             )
@@ -141,25 +138,27 @@ class PersistedDocuments:
         text = await self._find(org_id, id_, trusted_only=self.mode == "required")
         if text is None:
             raise DocumentProblem(
-                PERSISTED_DOCUMENT_NOT_FOUND,
+                ErrorCode.PERSISTED_DOCUMENT_NOT_FOUND,
                 f"`documentId` {id_!r}: no such persisted document on this server.",
             )
         return text
 
     async def _apq(self, org_id: str, persisted: Any, query: str | None) -> RequestDocument:
         if not isinstance(persisted, dict):
-            raise DocumentProblem(BAD_REQUEST, "`extensions.persistedQuery` must be a JSON object.")
+            raise DocumentProblem(
+                ErrorCode.BAD_REQUEST, "`extensions.persistedQuery` must be a JSON object."
+            )
         version = persisted.get("version")
         if version != APQ_VERSION:
             raise DocumentProblem(
-                PERSISTED_QUERY_VERSION_UNSUPPORTED,
+                ErrorCode.PERSISTED_QUERY_VERSION_UNSUPPORTED,
                 f"`extensions.persistedQuery.version` {version!r}: only version "
                 f"{APQ_VERSION} is supported.",
             )
         sha256_hash = persisted.get("sha256Hash")
         if not isinstance(sha256_hash, str) or not DOCUMENT_ID.match("sha256:" + sha256_hash):
             raise DocumentProblem(
-                INVALID_DOCUMENT_ID,
+                ErrorCode.INVALID_DOCUMENT_ID,
                 f"`extensions.persistedQuery.sha256Hash` {_shown(sha256_hash)}: expected 64 "
                 "lowercase hexadecimal digits.",
             )
@@ -169,13 +168,15 @@ class PersistedDocuments:
             if text is None:
                 # 200, as Apollo Server answers it: some clients stop using APQ after a 4xx.
                 raise DocumentProblem(
-                    PERSISTED_QUERY_NOT_FOUND, PERSISTED_QUERY_NOT_FOUND_MESSAGE, status=200
+                    ErrorCode.PERSISTED_QUERY_NOT_FOUND,
+                    PERSISTED_QUERY_NOT_FOUND_MESSAGE,
+                    status=200,
                 )
             return RequestDocument(text)
         actual = document_id_of(query)
         if actual != id_:
             raise DocumentProblem(
-                PERSISTED_QUERY_HASH_MISMATCH,
+                ErrorCode.PERSISTED_QUERY_HASH_MISMATCH,
                 f"`extensions.persistedQuery.sha256Hash` {sha256_hash!r} is not the SHA-256 "
                 f"of `query` ({actual.removeprefix('sha256:')}).",
             )
@@ -229,7 +230,7 @@ class PersistedDocuments:
 def _checked_id(value: Any) -> str:
     if not isinstance(value, str) or not DOCUMENT_ID.match(value):
         raise DocumentProblem(
-            INVALID_DOCUMENT_ID,
+            ErrorCode.INVALID_DOCUMENT_ID,
             f"`documentId` {_shown(value)}: expected 'sha256:' and 64 lowercase hexadecimal "
             "digits.",
         )
@@ -243,7 +244,7 @@ def _shown(value: Any) -> str:
 
 def _not_trusted() -> DocumentProblem:
     return DocumentProblem(
-        TRUSTED_DOCUMENT_REQUIRED,
+        ErrorCode.TRUSTED_DOCUMENT_REQUIRED,
         "This server runs only trusted documents (SESSIONGRAPH_TRUSTED_DOCUMENTS=required): "
         "send a registered `documentId` or the text of one.",
     )

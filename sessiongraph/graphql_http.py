@@ -31,13 +31,14 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.types.graphql import OperationType
 
+from resolvers.error_codes import ErrorCode, coded_error, error_body
 from resolvers.errors import UNAVAILABLE_MESSAGE
 from sessiongraph.access_log import REQUEST_ID
 from sessiongraph.auth import Caller, bearer_key
 from sessiongraph.documents import DocumentProblem, RequestDocument
 from sessiongraph.live import sse
 from sessiongraph.live.engine import LiveEngine, OperationRequest
-from sessiongraph.live.origins import FORBIDDEN_ORIGIN, OriginPolicy
+from sessiongraph.live.origins import OriginPolicy
 from sessiongraph.live.tracking import Connection, shape_of
 from sessiongraph.services import Services
 from sessiongraph.tokens import AccessTokenRefused, query_access_token
@@ -50,7 +51,6 @@ JSON = "application/json"
 POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
 GET_OPERATIONS = frozenset({OperationType.QUERY})
 SSE_GET_OPERATIONS = frozenset({OperationType.SUBSCRIPTION})
-UNAVAILABLE = "SERVICE_UNAVAILABLE"
 RETRY_AFTER = {"Retry-After": "5"}
 
 EXAMPLE_OPERATION = """# Welcome to sessiongraph. Put your API key in the Headers tab below:
@@ -119,7 +119,9 @@ def graphiql_page() -> str:
 class HttpProblem(Exception):
     """A request rejected before execution, with its status and code."""
 
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+    def __init__(
+        self, status: int, code: ErrorCode, message: str, headers: dict[str, str] | None = None
+    ):
         super().__init__(message)
         self.status = status
         self.code = code
@@ -160,7 +162,9 @@ def _negotiate(accept: str | None) -> str:
         if media in (JSON, "application/*", "*/*"):
             return JSON
     raise HttpProblem(
-        406, "NOT_ACCEPTABLE", f"Accept {accept!r}: responses are {GRAPHQL_RESPONSE} or {JSON}."
+        406,
+        ErrorCode.NOT_ACCEPTABLE,
+        f"Accept {accept!r}: responses are {GRAPHQL_RESPONSE} or {JSON}.",
     )
 
 
@@ -173,16 +177,16 @@ def _body_fields(body: Any) -> Fields:
     if isinstance(body, list):
         raise HttpProblem(
             400,
-            "BAD_REQUEST",
+            ErrorCode.BAD_REQUEST,
             "Batched requests are not supported; send one operation per request.",
         )
     if not isinstance(body, dict):
-        raise HttpProblem(400, "BAD_REQUEST", "The body must be a JSON object.")
+        raise HttpProblem(400, ErrorCode.BAD_REQUEST, "The body must be a JSON object.")
     query, variables, name = body.get("query"), body.get("variables"), body.get("operationName")
     if variables is not None and not isinstance(variables, dict):
-        raise HttpProblem(400, "BAD_REQUEST", "`variables` must be a JSON object or null.")
+        raise HttpProblem(400, ErrorCode.BAD_REQUEST, "`variables` must be a JSON object or null.")
     if name is not None and not isinstance(name, str):
-        raise HttpProblem(400, "BAD_REQUEST", "`operationName` must be a string or null.")
+        raise HttpProblem(400, ErrorCode.BAD_REQUEST, "`operationName` must be a string or null.")
     document = {
         "query": query,
         "extensions": body.get("extensions"),
@@ -199,7 +203,7 @@ def _last_event_id(request: Request) -> int | None:
     if not value.strip().isdigit():
         raise HttpProblem(
             400,
-            "BAD_REQUEST",
+            ErrorCode.BAD_REQUEST,
             f"Last-Event-ID {value[:40]!r}: must be the id of an event this server sent "
             "(a message seq, 0 or more).",
         )
@@ -218,13 +222,11 @@ def _is_unavailable(result: ExecutionResult) -> bool:
     """Whether all the result says is that the database is unavailable: every error is
     SERVICE_UNAVAILABLE and no data came back (null, or null for every field asked for)."""
     errors = result.errors or []
-    if not errors or any((error.extensions or {}).get("code") != UNAVAILABLE for error in errors):
+    if not errors or any(
+        (error.extensions or {}).get("code") != ErrorCode.SERVICE_UNAVAILABLE for error in errors
+    ):
         return False
     return result.data is None or all(value is None for value in result.data.values())
-
-
-def _error_body(message: str, code: str, request_id: str) -> dict[str, Any]:
-    return {"errors": [{"message": message, "extensions": {"code": code, "requestId": request_id}}]}
 
 
 class GraphQLHTTP:
@@ -263,16 +265,18 @@ class GraphQLHTTP:
                 return self._ide(request, request_id)
             if request.method not in ("GET", "HEAD", "POST"):
                 raise HttpProblem(
-                    405, "METHOD_NOT_ALLOWED", f"{request.method} is not supported; use POST.",
+                    405,
+                    ErrorCode.METHOD_NOT_ALLOWED,
+                    f"{request.method} is not supported; use POST.",
                     {"Allow": self.allow},
-                )  # fmt: skip
+                )
             media_type = _negotiate(request.headers.get("accept"))
             if request.method == "POST":
                 return await self._post(request, request_id, media_type)
             return await self._get(request, request_id, media_type)
         except HttpProblem as problem:
             return self._respond(
-                _error_body(str(problem), problem.code, request_id),
+                error_body(coded_error(str(problem), problem.code, requestId=request_id)),
                 problem.status,
                 media_type,
                 request_id,
@@ -289,7 +293,9 @@ class GraphQLHTTP:
             uses.append("queries also with GET ?query=...&variables=...")
         if self.graphiql_html is not None:
             uses.append("GET without a query serves GraphiQL to browsers")
-        raise HttpProblem(405, "METHOD_NOT_ALLOWED", "; ".join(uses) + ".", {"Allow": self.allow})
+        raise HttpProblem(
+            405, ErrorCode.METHOD_NOT_ALLOWED, "; ".join(uses) + ".", {"Allow": self.allow}
+        )
 
     async def _get(self, request: Request, request_id: str, media_type: str) -> Response:
         """A query in the URL (GraphQL over HTTP's GET form), when enabled; never a
@@ -297,7 +303,7 @@ class GraphQLHTTP:
         if not self.get_queries:
             raise HttpProblem(
                 405,
-                "METHOD_NOT_ALLOWED",
+                ErrorCode.METHOD_NOT_ALLOWED,
                 "Queries over GET are turned off on this server (SESSIONGRAPH_GRAPHQL_GET); "
                 "send them with POST and a JSON body.",
                 {"Allow": self.allow},
@@ -319,7 +325,9 @@ class GraphQLHTTP:
         if content_type != JSON:
             # Only JSON bodies: a browser cannot send one cross-site without a CORS preflight.
             raise HttpProblem(
-                415, "UNSUPPORTED_MEDIA_TYPE", f"Content-Type must be {JSON}, got {content_type!r}."
+                415,
+                ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+                f"Content-Type must be {JSON}, got {content_type!r}.",
             )
         return _body_fields(await self._json_body(request))
 
@@ -327,10 +335,13 @@ class GraphQLHTTP:
         """GraphQL over SSE: any operation with POST, subscriptions with GET. A request
         refused before its operation starts gets the status and JSON body of the JSON path."""
         if not self.origins.allows(request):
-            raise HttpProblem(403, FORBIDDEN_ORIGIN, self.origins.refusal(request))
+            raise HttpProblem(403, ErrorCode.FORBIDDEN, self.origins.refusal(request))
         if live.tracker.draining:
             raise HttpProblem(
-                503, UNAVAILABLE, "The server is shutting down; retry shortly.", RETRY_AFTER
+                503,
+                ErrorCode.SERVICE_UNAVAILABLE,
+                "The server is shutting down; retry shortly.",
+                RETRY_AFTER,
             )
         if request.method == "POST":
             fields = await self._post_fields(request)
@@ -362,10 +373,10 @@ class GraphQLHTTP:
         if outcome is None:
             raise HttpProblem(
                 500,
-                "INTERNAL_SERVER_ERROR",
+                ErrorCode.INTERNAL_SERVER_ERROR,
                 f"The operation failed unexpectedly (request id {request_id}); it is logged.",
             )
-        return self._respond({"errors": sse.error_list(outcome)}, 400, JSON, request_id)
+        return self._respond(error_body(*sse.error_list(outcome)), 400, JSON, request_id)
 
     @staticmethod
     def _sse_operations(
@@ -378,13 +389,13 @@ class GraphQLHTTP:
         kind = shape_of(query, operation_name).kind
         if kind == "mutation":
             raise HttpProblem(
-                405, "METHOD_NOT_ALLOWED", "Mutations are only accepted with POST.",
+                405, ErrorCode.METHOD_NOT_ALLOWED, "Mutations are only accepted with POST.",
                 {"Allow": "POST"},
             )  # fmt: skip
         if kind == "query":
             raise HttpProblem(
                 400,
-                "BAD_REQUEST",
+                ErrorCode.BAD_REQUEST,
                 "GET with Accept: text/event-stream runs subscriptions; send queries with POST.",
             )
         return SSE_GET_OPERATIONS
@@ -427,7 +438,7 @@ class GraphQLHTTP:
         log.warning("request %s did not finish within %g s", request_id, self.timeout_seconds)
         return HttpProblem(
             503,
-            UNAVAILABLE,
+            ErrorCode.SERVICE_UNAVAILABLE,
             f"The request did not finish within {self.timeout_seconds:g} s; try again "
             "shortly. A mutation may or may not have been applied: createSession and "
             "addMessages retried with the same idempotencyKey are safe.",
@@ -446,7 +457,7 @@ class GraphQLHTTP:
             except AccessTokenRefused as refused:
                 raise HttpProblem(
                     401,
-                    "UNAUTHENTICATED",
+                    ErrorCode.UNAUTHENTICATED,
                     str(refused),
                     {"WWW-Authenticate": 'Bearer realm="sessiongraph"'},
                 ) from None
@@ -455,11 +466,13 @@ class GraphQLHTTP:
         except Exception as error:
             if not is_database_unavailable(error):
                 raise
-            raise HttpProblem(503, UNAVAILABLE, UNAVAILABLE_MESSAGE, RETRY_AFTER) from None
+            raise HttpProblem(
+                503, ErrorCode.SERVICE_UNAVAILABLE, UNAVAILABLE_MESSAGE, RETRY_AFTER
+            ) from None
         if caller is None:
             raise HttpProblem(
                 401,
-                "UNAUTHENTICATED",
+                ErrorCode.UNAUTHENTICATED,
                 "A valid API key or unexpired access token is required: send "
                 "`Authorization: Bearer <key or token>`.",
                 {"WWW-Authenticate": 'Bearer realm="sessiongraph"'},
@@ -477,7 +490,9 @@ class GraphQLHTTP:
         except Exception as error:
             if not is_database_unavailable(error):
                 raise
-            raise HttpProblem(503, UNAVAILABLE, UNAVAILABLE_MESSAGE, RETRY_AFTER) from None
+            raise HttpProblem(
+                503, ErrorCode.SERVICE_UNAVAILABLE, UNAVAILABLE_MESSAGE, RETRY_AFTER
+            ) from None
 
     async def _execute(
         self,
@@ -501,25 +516,27 @@ class GraphQLHTTP:
         except InvalidOperationTypeError as error:
             if error.operation_type == OperationType.MUTATION:
                 raise HttpProblem(
-                    405, "METHOD_NOT_ALLOWED", "Mutations are only accepted with POST.",
+                    405, ErrorCode.METHOD_NOT_ALLOWED, "Mutations are only accepted with POST.",
                     {"Allow": "POST"},
                 ) from None  # fmt: skip
             raise HttpProblem(
                 400,
-                "BAD_REQUEST",
+                ErrorCode.BAD_REQUEST,
                 "Subscriptions run over a websocket on this path, or over SSE (send "
                 "`Accept: text/event-stream`), not as JSON.",
             ) from None
         except (CannotGetOperationTypeError, MissingQueryError):
             raise HttpProblem(
-                400, "BAD_REQUEST", f"No operation named {operation_name!r} in the document."
+                400,
+                ErrorCode.BAD_REQUEST,
+                f"No operation named {operation_name!r} in the document.",
             ) from None
 
     async def _json_body(self, request: Request) -> Any:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             raise HttpProblem(
-                413, "PAYLOAD_TOO_LARGE", f"The body exceeds {self.max_body_bytes} bytes."
+                413, ErrorCode.PAYLOAD_TOO_LARGE, f"The body exceeds {self.max_body_bytes} bytes."
             )
         chunks = []
         size = 0
@@ -527,13 +544,17 @@ class GraphQLHTTP:
             size += len(chunk)
             if size > self.max_body_bytes:
                 raise HttpProblem(
-                    413, "PAYLOAD_TOO_LARGE", f"The body exceeds {self.max_body_bytes} bytes."
+                    413,
+                    ErrorCode.PAYLOAD_TOO_LARGE,
+                    f"The body exceeds {self.max_body_bytes} bytes.",
                 )
             chunks.append(chunk)
         try:
             return orjson.loads(b"".join(chunks))
         except orjson.JSONDecodeError as error:
-            raise HttpProblem(400, "BAD_REQUEST", f"The body is not valid JSON: {error}.") from None
+            raise HttpProblem(
+                400, ErrorCode.BAD_REQUEST, f"The body is not valid JSON: {error}."
+            ) from None
 
     @staticmethod
     def _respond(
@@ -577,7 +598,9 @@ def _json_parameter(value: str | None, name: str) -> Any:
     try:
         return orjson.loads(value)
     except orjson.JSONDecodeError as error:
-        raise HttpProblem(400, "BAD_REQUEST", f"`{name}` is not valid JSON: {error}.") from None
+        raise HttpProblem(
+            400, ErrorCode.BAD_REQUEST, f"`{name}` is not valid JSON: {error}."
+        ) from None
 
 
 def _formatted(error: GraphQLError) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from collections import OrderedDict
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from resolvers.error_codes import ErrorCode, coded_error, error_body
 from sessiongraph.auth import bearer_key
 
 
@@ -91,14 +92,13 @@ class RateLimit:
             return
         retry_after = str(max(1, math.ceil(wait)))
         body = orjson.dumps(
-            {
-                "errors": [
-                    {
-                        "message": f"Too many requests for this API key; retry in {retry_after} s.",
-                        "extensions": {"code": "RATE_LIMITED", "retryAfter": int(retry_after)},
-                    }
-                ]
-            }
+            error_body(
+                coded_error(
+                    f"Too many requests for this API key; retry in {retry_after} s.",
+                    ErrorCode.RATE_LIMITED,
+                    retryAfter=int(retry_after),
+                )
+            )
         )
         await send(
             {

@@ -7,7 +7,7 @@ import logging
 import pytest
 import strawberry
 
-from schema.errors import ErrorPresenter
+from tests.reference_extensions import ErrorPresenter
 
 
 @strawberry.type

@@ -40,8 +40,6 @@ from schema import (
     SessionGraphSchema,
     create_schema,
 )
-from schema.cost import QueryCostLimiter
-from schema.errors import ErrorPresenter, SafeParserCache
 from schema.execution import LeafFirstExecutionContext
 from schema.messages import (
     AssistantMessage,
@@ -50,7 +48,7 @@ from schema.messages import (
     ToolMessage,
     UserMessage,
 )
-from schema.observe import OperationObserver, OperationObserving
+from schema.observe import OperationObserver
 from schema.scalars import SCALAR_MAP
 from schema.subscriptions import Subscription
 from storage import Database, MessageStore, SessionStore
@@ -58,6 +56,12 @@ from storage.events import EventHub
 from tests.api_client import ApiClient
 from tests.factories import seed_sessions
 from tests.fuzz_values import SDL, custom_scalars, fuzz_settings
+from tests.reference_extensions import (
+    ErrorPresenter,
+    OperationObserving,
+    QueryCostLimiter,
+    SafeParserCache,
+)
 from tests.worker_thread_api import WorkerThreadApi, in_worker_thread
 
 GENERATED_QUERIES = 150

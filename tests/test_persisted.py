@@ -13,16 +13,9 @@ import orjson
 import pytest
 from starlette.applications import Starlette
 
+from resolvers.error_codes import ErrorCode
 from sessiongraph.app import create_app
-from sessiongraph.documents import (
-    INVALID_DOCUMENT_ID,
-    PERSISTED_DOCUMENT_NOT_FOUND,
-    PERSISTED_QUERY_HASH_MISMATCH,
-    PERSISTED_QUERY_NOT_FOUND,
-    PERSISTED_QUERY_NOT_FOUND_MESSAGE,
-    PERSISTED_QUERY_VERSION_UNSUPPORTED,
-    TRUSTED_DOCUMENT_REQUIRED,
-)
+from sessiongraph.documents import PERSISTED_QUERY_NOT_FOUND_MESSAGE
 from sessiongraph.settings import Settings
 from storage import ApiKeyStore, Database
 from storage.persisted import MAX_DOCUMENT_BYTES, MAX_REGISTERED_PER_ORG, PersistedDocumentStore
@@ -106,7 +99,7 @@ async def test_an_unknown_hash_is_answered_as_apollo_clients_expect(
     assert response.status_code == 200
     (error,) = response.json()["errors"]
     assert error["message"] == PERSISTED_QUERY_NOT_FOUND_MESSAGE
-    assert error["extensions"]["code"] == PERSISTED_QUERY_NOT_FOUND
+    assert error["extensions"]["code"] == ErrorCode.PERSISTED_QUERY_NOT_FOUND
     assert "data" not in response.json()
     assert await registered(database, org[0]) == []
 
@@ -150,9 +143,9 @@ async def test_a_hash_that_is_not_its_querys_is_refused_and_nothing_is_kept(
     after = await http.post("/graphql", json={"extensions": apq(other)})
 
     assert response.status_code == 400
-    assert code(response) == PERSISTED_QUERY_HASH_MISMATCH
+    assert code(response) == ErrorCode.PERSISTED_QUERY_HASH_MISMATCH
     assert sha256(other) in response.json()["errors"][0]["message"]
-    assert code(after) == PERSISTED_QUERY_NOT_FOUND
+    assert code(after) == ErrorCode.PERSISTED_QUERY_NOT_FOUND
     assert await registered(database, org[0]) == []
 
 
@@ -206,7 +199,7 @@ async def test_an_unsupported_apq_version_is_refused(
     response = await http.post("/graphql", json={"query": query, "extensions": apq(query, version)})
 
     assert response.status_code == 400
-    assert code(response) == PERSISTED_QUERY_VERSION_UNSUPPORTED
+    assert code(response) == ErrorCode.PERSISTED_QUERY_VERSION_UNSUPPORTED
     assert await registered(database, org[0]) == []
 
 
@@ -217,7 +210,7 @@ async def test_a_malformed_apq_hash_is_refused(http: httpx.AsyncClient, bad_hash
     response = await http.post("/graphql", json={"extensions": extensions})
 
     assert response.status_code == 400
-    assert code(response) == INVALID_DOCUMENT_ID
+    assert code(response) == ErrorCode.INVALID_DOCUMENT_ID
     assert "sha256Hash" in response.json()["errors"][0]["message"]
 
 
@@ -231,7 +224,7 @@ async def test_a_kept_query_belongs_to_the_organization_that_sent_it(
     async with client(server, other_key) as other:
         response = await other.post("/graphql", json={"extensions": apq(query)})
 
-    assert code(response) == PERSISTED_QUERY_NOT_FOUND
+    assert code(response) == ErrorCode.PERSISTED_QUERY_NOT_FOUND
 
 
 async def test_an_apq_hash_runs_over_get(
@@ -251,7 +244,7 @@ async def test_an_apq_hash_runs_over_get(
 
     assert response.status_code == 200
     assert response.json() == {"data": {"sessions": {"totalCount": 0}}}
-    assert code(unknown) == PERSISTED_QUERY_NOT_FOUND
+    assert code(unknown) == ErrorCode.PERSISTED_QUERY_NOT_FOUND
 
 
 # Trusted documents named by documentId
@@ -286,7 +279,7 @@ async def test_an_unknown_document_id_is_refused(http: httpx.AsyncClient) -> Non
     )
 
     assert response.status_code == 400
-    assert code(response) == PERSISTED_DOCUMENT_NOT_FOUND
+    assert code(response) == ErrorCode.PERSISTED_DOCUMENT_NOT_FOUND
     assert document_id in response.json()["errors"][0]["message"]
 
 
@@ -300,7 +293,7 @@ async def test_a_malformed_document_id_is_refused(
     response = await http.post("/graphql", json={"documentId": document_id})
 
     assert response.status_code == 400
-    assert code(response) == INVALID_DOCUMENT_ID
+    assert code(response) == ErrorCode.INVALID_DOCUMENT_ID
     assert "documentId" in response.json()["errors"][0]["message"]
 
 
@@ -334,7 +327,7 @@ async def test_required_refuses_an_untrusted_document_before_parsing_it(
         response = await strict.post("/graphql", json={"query": "{ this does not parse"})
 
     assert response.status_code == 400
-    assert code(response) == TRUSTED_DOCUMENT_REQUIRED
+    assert code(response) == ErrorCode.TRUSTED_DOCUMENT_REQUIRED
 
 
 async def test_required_runs_a_trusted_document_by_id_by_hash_and_by_its_text(
@@ -364,8 +357,8 @@ async def test_required_turns_apq_registration_off(
         register = await strict.post("/graphql", json={"query": query, "extensions": apq(query)})
         by_hash = await strict.post("/graphql", json={"extensions": apq(query)})
 
-    assert code(register) == TRUSTED_DOCUMENT_REQUIRED
-    assert code(by_hash) == PERSISTED_QUERY_NOT_FOUND
+    assert code(register) == ErrorCode.TRUSTED_DOCUMENT_REQUIRED
+    assert code(by_hash) == ErrorCode.PERSISTED_QUERY_NOT_FOUND
     assert await registered(database, org[0]) == []
 
 
@@ -378,7 +371,7 @@ async def test_required_does_not_run_queries_registered_with_apq(
     async with client(strict_server, org[1]) as strict:
         response = await strict.post("/graphql", json={"extensions": apq(query)})
 
-    assert code(response) == PERSISTED_QUERY_NOT_FOUND
+    assert code(response) == ErrorCode.PERSISTED_QUERY_NOT_FOUND
 
 
 # Live transports: the same resolution for websocket subscribe payloads and SSE requests
@@ -419,7 +412,7 @@ async def test_a_websocket_subscription_by_unknown_hash_is_refused_with_its_code
     assert refusal["type"] == "error"
     payload = refusal["payload"]
     first = payload[0] if isinstance(payload, list) else payload
-    assert first["extensions"]["code"] == PERSISTED_QUERY_NOT_FOUND
+    assert first["extensions"]["code"] == ErrorCode.PERSISTED_QUERY_NOT_FOUND
 
 
 async def test_an_sse_request_runs_a_trusted_document_by_id(

@@ -8,7 +8,8 @@ from graphql import parse
 from strawberry.extensions import ValidationCache
 
 from schema import PAGE_SIZES, create_schema
-from schema.cost import QueryCostLimiter, operation_cost
+from schema.cost import operation_cost
+from tests.reference_extensions import QueryCostLimiter
 
 CALLS: list[str] = []
 

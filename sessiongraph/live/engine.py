@@ -23,6 +23,7 @@ import strawberry
 from strawberry.types.execution import ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from resolvers.error_codes import ErrorCode, coded_error
 from sessiongraph.auth import Caller, KeyVerifier
 from sessiongraph.live.sharing import Delivery, SharedStreams, delivery_of, group_key
 from sessiongraph.live.tracking import (
@@ -50,7 +51,9 @@ Ending = Literal["complete", "error", "overflow"]
 `error` delivery (nothing follows it), or it was a shared subscriber that fell too far
 behind (end the connection, or the stream, so the client resumes from storage)."""
 
-INCREMENTAL_UNSUPPORTED = [{"message": "Incremental delivery (@defer, @stream) is not supported."}]
+INCREMENTAL_UNSUPPORTED = [
+    coded_error("Incremental delivery (@defer, @stream) is not supported.", ErrorCode.BAD_REQUEST)
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +152,7 @@ class LiveEngine:
                     delivery = delivery_of(result)
                 else:
                     payload = orjson.dumps(INCREMENTAL_UNSUPPORTED).decode()
-                    delivery = Delivery("error", payload, error_code="BAD_REQUEST")
+                    delivery = Delivery("error", payload, error_code=ErrorCode.BAD_REQUEST)
                 await self._send(send, delivery, subscription)
                 if delivery.kind == "error":
                     return "error"

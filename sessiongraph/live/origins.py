@@ -13,9 +13,6 @@ from collections.abc import Iterable
 
 from starlette.requests import HTTPConnection
 
-FORBIDDEN_ORIGIN = "FORBIDDEN"
-"""The code of the error refusing an SSE request from an origin that is not allowed."""
-
 _HTTP_SCHEMES = {"ws": "http", "wss": "https"}
 
 

@@ -36,10 +36,12 @@ from graphql import (
 from strawberry.schema.exceptions import CannotGetOperationTypeError
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 
+from resolvers.error_codes import ErrorCode, first_error_code
 from resolvers.subscriptions import committed_at, yielded_seq
 from schema.documents import parsed_document
+from schema.subscriptions import MESSAGE_ADDED, SESSION_UPDATED
 
-SHAREABLE_FIELDS = {"messageAdded": "afterSeq", "sessionUpdated": None}
+SHAREABLE_FIELDS = {MESSAGE_ADDED: "afterSeq", SESSION_UPDATED: None}
 """Root subscription fields that may be shared, each with the argument that prevents it."""
 
 GroupKey = tuple[str, str, str | None, bytes]
@@ -138,11 +140,10 @@ def group_key(
 def encode(result: ExecutionResult) -> Delivery:
     """The frame type and encoded payload of one result."""
     errors = [error.formatted for error in result.errors or ()]
-    found = (errors[0].get("extensions") or {}).get("code") if errors else None
-    code = found if isinstance(found, str) else None
     if isinstance(result, PreExecutionError):
         # Refused before it ran: a document that does not validate, unless coded otherwise.
-        code = code or "GRAPHQL_VALIDATION_FAILED"
+        refused = ErrorCode.GRAPHQL_VALIDATION_FAILED
+        refusal = first_error_code(result.errors, uncoded=refused) or refused
         first = result.errors[0] if result.errors else None
         reason = None
         if isinstance(first, GraphQLSyntaxError):
@@ -150,10 +151,9 @@ def encode(result: ExecutionResult) -> Delivery:
         elif first is not None and isinstance(first.original_error, CannotGetOperationTypeError):
             reason = first.original_error.as_http_error_reason()
         return Delivery(
-            "error", orjson.dumps(errors).decode(), error_code=code, close_reason=reason
+            "error", orjson.dumps(errors).decode(), error_code=refusal, close_reason=reason
         )
-    if errors and code is None:
-        code = "INTERNAL_SERVER_ERROR"
+    code = first_error_code(result.errors)
     payload: dict[str, Any] = {"data": result.data}
     if errors:
         payload["errors"] = errors

@@ -36,6 +36,7 @@ from graphql import (
 )
 from starlette.websockets import WebSocketDisconnect
 
+from resolvers.error_codes import ErrorCode
 from schema.documents import parsed_document
 from sessiongraph.auth import Caller
 from sessiongraph.metrics import Metrics, error_code
@@ -49,8 +50,6 @@ SSE = "sse"
 """The protocol name of an SSE stream (websockets carry their subprotocol's)."""
 CANCEL_GRACE_SECONDS = 2.0
 """How long `drain` waits for subscriptions it had to cancel."""
-UNCODED_REFUSAL = "GRAPHQL_VALIDATION_FAILED"
-"""What an `error` frame (a subscription refused before it ran) without a code means."""
 NOT_ERRORS = frozenset({"complete", "client_stop", "disconnect", "shutdown", "overflow"})
 SESSION_ARGUMENTS = ("sessionId", "id")
 MAX_LOGGED = 100
@@ -97,19 +96,6 @@ def shape_of(query: str, operation_name: str | None) -> Shape:
                 literal = argument.value.value
             break
     return Shape(operation.operation.value, name, root.name.value, variable, literal)
-
-
-def first_error_code(payload: Any, uncoded: str = "INTERNAL_SERVER_ERROR") -> str | None:
-    """The code of the first error of a frame's payload (a result with `errors`, a list of
-    errors, or one error), `uncoded` when it has none, or None when it carries no error."""
-    if isinstance(payload, dict) and "errors" in payload:
-        payload = payload["errors"]
-    if isinstance(payload, list):
-        payload = payload[0] if payload else None
-    if not isinstance(payload, dict) or "message" not in payload:
-        return None
-    code = (payload.get("extensions") or {}).get("code")
-    return code if isinstance(code, str) else uncoded
 
 
 def _cut(value: object) -> str | None:
@@ -275,7 +261,7 @@ class SubscriptionTracker:
         elif failure is not None:
             # A send that found the socket closed; anything else the transport has logged.
             reason = connection.ending or (
-                "disconnect" if is_disconnect(failure) else "INTERNAL_SERVER_ERROR"
+                "disconnect" if is_disconnect(failure) else ErrorCode.INTERNAL_SERVER_ERROR
             )
         else:
             reason = subscription.error_code or "complete"

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from starlette.websockets import WebSocket
 
+from resolvers.error_codes import ErrorCode, coded_error
 from resolvers.errors import UNAVAILABLE_MESSAGE
 from sessiongraph.auth import Caller, bearer_key
 from sessiongraph.documents import DocumentProblem, RequestDocument
@@ -95,10 +96,10 @@ def _names_persisted_document(payload: dict[str, Any]) -> bool:
 
 def subscription_limit_error(limit: int | None) -> dict[str, Any]:
     """The error answering a subscription over the per-connection limit."""
-    return {
-        "message": f"Subscription limit reached: at most {limit} per connection.",
-        "extensions": {"code": "TOO_MANY_SUBSCRIPTIONS"},
-    }
+    return coded_error(
+        f"Subscription limit reached: at most {limit} per connection.",
+        ErrorCode.TOO_MANY_SUBSCRIPTIONS,
+    )
 
 
 class WebSocketSession:
@@ -197,8 +198,8 @@ class WebSocketSession:
         except Exception as error:
             if not is_database_unavailable(error):
                 raise
-            code, message = "SERVICE_UNAVAILABLE", UNAVAILABLE_MESSAGE
-        refusal = [{"message": message, "extensions": {"code": code}}]
+            code, message = ErrorCode.SERVICE_UNAVAILABLE, UNAVAILABLE_MESSAGE
+        refusal = [coded_error(message, code)]
         self.forget(id)
         await self.send(id, Delivery("error", orjson.dumps(refusal).decode(), error_code=code))
         return None
