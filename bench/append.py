@@ -42,6 +42,7 @@ from bench.harness import (
     serve_in_process,
     write_result,
 )
+from resolvers.message_inputs import MESSAGES_MAX
 from storage import Database
 
 # Registered before any client exists: global listeners apply to clients created later.
@@ -56,7 +57,7 @@ mutation Append($sessionId: ID!, $messages: [MessageInput!]!) {
   addMessages(sessionId: $sessionId, messages: $messages) { seq }
 }
 """
-BATCH = 100  # AddMessagesInput and CreateSessionInput take at most 100 messages
+BATCH = MESSAGES_MAX  # the most messages addMessages and createSession take
 NO_RATE_LIMIT = {"SESSIONGRAPH_RATE_LIMIT_PER_SECOND": "0"}
 
 

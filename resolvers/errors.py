@@ -16,10 +16,10 @@ from pydantic import ValidationError
 
 import storage
 from resolvers.error_codes import ErrorCode
+from resolvers.inputs import SECRET_NAMES
 
 log = logging.getLogger("sessiongraph.errors")
 
-SECRET_NAMES = ("twilioAuthToken", "twilioApiKey", "twilioApiSecret", "headers")
 MAX_ECHOED_VALUE = 80
 
 
@@ -42,10 +42,6 @@ class NotFound(ApiError):
 
 class Conflict(ApiError):
     code = ErrorCode.CONFLICT
-
-
-class Unauthenticated(ApiError):
-    code = ErrorCode.UNAUTHENTICATED
 
 
 class Forbidden(ApiError):

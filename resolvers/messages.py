@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from resolvers.context import Context
 from resolvers.errors import bad_input
-from resolvers.inputs import AddMessagesInput, MessageInput
+from resolvers.message_inputs import AddMessagesRequest, MessageInput
 from resolvers.pagination import PageArgs, message_window
 from storage import MessageRecord, NewMessage, Page, SessionRecord
 from storage.records import MessageRoleValue
@@ -32,7 +32,7 @@ async def add_messages(
     """Validate and append messages to a session, in order."""
     ctx.check_writable()
     try:
-        valid = AddMessagesInput.model_validate(
+        valid = AddMessagesRequest.model_validate(
             {"messages": messages, "idempotencyKey": idempotency_key}
         )
     except ValidationError as error:

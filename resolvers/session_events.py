@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Collection
 
 from resolvers.context import Context
-from resolvers.errors import BadUserInput, CursorExpired, FeedUnavailable, Unauthenticated
+from resolvers.errors import BadUserInput, CursorExpired, FeedUnavailable
 from storage import CursorExpired as StoredCursorExpired
 from storage.session_event_feed import EventFeed
 from storage.session_events import SessionEventLog, SessionEventRecord, is_cursor
@@ -25,8 +25,6 @@ async def session_event_stream(
     """The organization's session events after the cursor `after` (or from now on), then
     live ones, for as long as the subscriber stays. `session_ids`, when given, limits the
     feed to those sessions (for credentials scoped to them)."""
-    if not ctx.org_id:
-        raise Unauthenticated("Send a valid API key in connection_init first.")
     if after is not None and not is_cursor(after):
         raise BadUserInput(
             f"after = {after[:80]!r}: not a cursor of sessionEvents; pass an event's cursor "

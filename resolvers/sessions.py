@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ValidationError
 
 from resolvers.context import Context
 from resolvers.errors import BadUserInput, NotFound, bad_input
-from resolvers.inputs import CreateSessionRequest, UpdateSessionInput
+from resolvers.inputs import ANY_MAX
 from resolvers.messages import new_messages
 from resolvers.pagination import PageArgs, session_position
+from resolvers.session_inputs import (
+    CreateSessionRequest,
+    DateTimeFilter,
+    SessionFilter,
+    SessionOrder,
+    UpdateSessionInput,
+)
 from storage import (
     MessageRecord,
     NewSession,
@@ -24,9 +31,7 @@ from storage.records import SessionOrderField
 
 SESSIONS_PAGE_DEFAULT = 20
 SESSIONS_PAGE_MAX = 100
-MAX_ANY = 100
-
-OrderDirection = Literal["asc", "desc"]
+DEFAULT_ORDER = SessionOrder()
 
 
 async def session_by_id(ctx: Context, session_id: str) -> SessionRecord | None:
@@ -40,34 +45,59 @@ def session_query(filter_: dict[str, Any] | None) -> SessionQuery:
     """The storage query for a `SessionFilter` given as a plain dict."""
     if not filter_:
         return SessionQuery()
+    try:
+        valid = SessionFilter.model_validate(filter_)
+    except ValidationError as error:
+        raise bad_input(error, "filter") from None
     lists: dict[str, tuple[str, ...] | None] = {}
-    for one, many, target in (
-        ("id", "idAny", "ids"),
-        ("assistantId", "assistantIdAny", "assistant_ids"),
-        ("phoneNumberId", "phoneNumberIdAny", "phone_number_ids"),
-        ("customerNumber", "customerNumberAny", "customer_numbers"),
+    for one, many, many_name, target in (
+        (None, valid.id_any, "idAny", "ids"),
+        (valid.assistant_id, valid.assistant_id_any, "assistantIdAny", "assistant_ids"),
+        (
+            valid.phone_number_id,
+            valid.phone_number_id_any,
+            "phoneNumberIdAny",
+            "phone_number_ids",
+        ),
+        (
+            valid.customer_number,
+            valid.customer_number_any,
+            "customerNumberAny",
+            "customer_numbers",
+        ),
     ):
-        values = filter_.get(many)
-        if values is not None and len(values) > MAX_ANY:
+        if many is not None and len(many) > ANY_MAX:
             raise BadUserInput(
-                f"filter.{many} has {len(values)} values; at most {MAX_ANY} are allowed.",
-                fields=[f"filter.{many}"],
+                f"filter.{many_name} has {len(many)} values; at most {ANY_MAX} are allowed.",
+                fields=[f"filter.{many_name}"],
             )
-        single = filter_.get(one)
-        if single is not None:
-            values = [single] if values is None else [v for v in values if v == single]
+        values = many
+        if one is not None:
+            values = [one] if many is None else [v for v in many if v == one]
         lists[target] = None if values is None else tuple(values)
     return SessionQuery(
-        status=filter_.get("status"),
-        name=filter_.get("name"),
-        created_at=_time_range(filter_.get("createdAt")),
-        updated_at=_time_range(filter_.get("updatedAt")),
+        status=valid.status,
+        name=valid.name,
+        created_at=_time_range(valid.created_at),
+        updated_at=_time_range(valid.updated_at),
         **lists,
     )
 
 
-def _time_range(bounds: dict[str, Any] | None) -> TimeRange | None:
-    return None if not bounds else TimeRange(**bounds)
+def _time_range(bounds: DateTimeFilter | None) -> TimeRange | None:
+    if bounds is None or not bounds.model_fields_set:
+        return None
+    return TimeRange(gt=bounds.gt, gte=bounds.gte, lt=bounds.lt, lte=bounds.lte)
+
+
+def session_order(order_by: dict[str, Any] | None) -> SessionOrder:
+    """The order of a session list, given as a plain `SessionOrder` dict (or None)."""
+    if order_by is None:
+        return DEFAULT_ORDER
+    try:
+        return SessionOrder.model_validate(order_by)
+    except ValidationError as error:
+        raise bad_input(error, "orderBy") from None
 
 
 async def list_sessions(

@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from datetime import datetime
 
 from resolvers.context import Context
-from resolvers.errors import BadUserInput, NotFound, Unauthenticated
+from resolvers.errors import BadUserInput, NotFound
 from storage import MessageRecord, SessionRecord
 from storage.clock import utc_now
 from storage.events import Feed
@@ -46,11 +46,6 @@ def yielded_seq() -> int | None:
     return _yielded_seq.get()
 
 
-def _authenticated(ctx: Context) -> None:
-    if not ctx.org_id:
-        raise Unauthenticated("Send a valid API key in connection_init first.")
-
-
 async def _stored_after(
     ctx: Context, session_id: str, after: int, up_to: int | None = None
 ) -> AsyncIterator[MessageRecord]:
@@ -75,7 +70,6 @@ async def message_stream(
 ) -> AsyncIterator[MessageRecord]:
     """The session's messages after `after_seq` (or from now on), then live ones, until the
     session completes, expires or is deleted."""
-    _authenticated(ctx)
     if after_seq is not None and after_seq < 0:
         raise BadUserInput(f"afterSeq = {after_seq}: must be 0 or more.", fields=["afterSeq"])
     if ctx.resume_after_seq is not None:
@@ -196,7 +190,6 @@ class _LiveMessages:
 
 async def session_stream(ctx: Context, session_id: str) -> AsyncIterator[SessionRecord]:
     """The session each time it changes (messages appended included), until it is deleted."""
-    _authenticated(ctx)
     with ctx.events.subscribe(session_id) as feed:
         if await ctx.sessions.get(ctx.org_id, session_id) is None:
             raise NotFound(f"No session with id {session_id!r}.", id=session_id)

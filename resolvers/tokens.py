@@ -10,7 +10,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from resolvers.context import Context
 from resolvers.errors import BadUserInput, Forbidden, TokensNotConfigured, bad_input
-from resolvers.inputs import Input
+from resolvers.inputs import Id, Input
 
 TOKEN_TTL_MIN = 5
 TOKEN_TTL_MAX = 86_400
@@ -52,16 +52,25 @@ class TokenIssuer(Protocol):
     ) -> tuple[str, Expiring]: ...
 
 
-class AccessTokenRequest(Input):
-    """What `createAccessToken` may be asked for."""
+class AccessTokenInput(Input):
+    """What an access token grants and for how long."""
 
-    ttl_seconds: Annotated[int, Field(ge=TOKEN_TTL_MIN, le=TOKEN_TTL_MAX)] = TOKEN_TTL_DEFAULT
-    read_only: bool = True
-    session_ids: list[str] | None = None
+    ttl_seconds: Annotated[int, Field(ge=TOKEN_TTL_MIN, le=TOKEN_TTL_MAX)] = Field(
+        default=TOKEN_TTL_DEFAULT,
+        description=f"Lifetime in seconds, {TOKEN_TTL_MIN} to {TOKEN_TTL_MAX:,}.",
+    )
+    read_only: bool = Field(
+        default=True, description="Whether every mutation is refused with FORBIDDEN."
+    )
+    session_ids: list[Id] | None = Field(
+        default=None,
+        description=f"The only sessions the token sees (at most {MAX_TOKEN_SESSIONS}); "
+        "null: the whole organization.",
+    )
 
     @field_validator("session_ids")
     @classmethod
-    def _check_session_ids(cls, value: list[str] | None) -> list[str] | None:
+    def _check_session_ids(cls, value: list[Id] | None) -> list[Id] | None:
         if value is None:
             return None
         if not value:
@@ -86,7 +95,7 @@ async def create_access_token(ctx: Context, data: dict[str, Any]) -> MintedToken
             "Access tokens are not configured on this server: set SESSIONGRAPH_TOKEN_SECRET."
         )
     try:
-        valid = AccessTokenRequest.model_validate(data)
+        valid = AccessTokenInput.model_validate(data)
     except ValidationError as error:
         raise bad_input(error, "input") from None
     if valid.session_ids is not None:

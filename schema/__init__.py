@@ -11,7 +11,9 @@ from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter, SchemaEx
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from resolvers.messages import MESSAGES_PAGE_DEFAULT
 from resolvers.nodes import NODES_MAX
+from resolvers.sessions import SESSIONS_PAGE_DEFAULT
 from schema.cost import CostLimit
 from schema.documents import MAX_TOKENS
 from schema.execution import LeafFirstExecutionContext
@@ -30,7 +32,10 @@ from schema.sessions import SessionMutations, SessionQueries
 from schema.subscriptions import Subscription
 from schema.tokens import TokenMutations
 
-PAGE_SIZES = {("Query", "sessions"): 20, ("Session", "messages"): 50}
+PAGE_SIZES = {
+    ("Query", "sessions"): SESSIONS_PAGE_DEFAULT,
+    ("Session", "messages"): MESSAGES_PAGE_DEFAULT,
+}
 """Default page sizes, which the cost estimate assumes when first/last are not given."""
 LIST_ARGUMENTS = {("Query", "nodes"): ("ids", NODES_MAX)}
 """Fields fetching one object per value of a list argument, and the most values it takes."""
@@ -87,7 +92,7 @@ def create_schema(
         max_tokens=MAX_TOKENS,
         cost=CostLimit(
             max_query_cost,
-            default_page_size=20,
+            default_page_size=SESSIONS_PAGE_DEFAULT,
             field_page_sizes=PAGE_SIZES,
             list_arguments=LIST_ARGUMENTS,
         ),

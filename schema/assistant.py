@@ -7,6 +7,8 @@ from typing import Any
 
 import strawberry
 
+from resolvers import session_inputs as inputs
+from schema.input_types import graphql_input
 from schema.scalars import JSON
 from schema.stored import from_stored
 
@@ -91,35 +93,6 @@ class Assistant:
         )
 
 
-@strawberry.input(description="An assistant configuration; every field is optional.")
+@graphql_input(inputs.AssistantInput, first_message_mode=FirstMessageMode)
 class AssistantInput:
-    name: str | None = strawberry.UNSET
-    first_message: str | None = strawberry.UNSET
-    first_message_mode: FirstMessageMode | None = strawberry.UNSET
-    max_duration_seconds: int | None = strawberry.UNSET
-    background_sound: str | None = strawberry.UNSET
-    voicemail_message: str | None = strawberry.UNSET
-    end_call_message: str | None = strawberry.UNSET
-    end_call_phrases: list[str] | None = strawberry.UNSET
-    client_messages: list[str] | None = strawberry.UNSET
-    server_messages: list[str] | None = strawberry.UNSET
-    metadata: JSON | None = strawberry.UNSET
-    model: JSON | None = strawberry.field(
-        default=strawberry.UNSET,
-        description='The model, an object with a "provider" string: {"provider": "openai", '
-        '"model": "gpt-4o"}.',
-    )
-    voice: JSON | None = strawberry.field(
-        default=strawberry.UNSET,
-        description='The voice, an object with a "provider" string: {"provider": "11labs", '
-        '"voiceId": "..."}.',
-    )
-    transcriber: JSON | None = strawberry.field(
-        default=strawberry.UNSET,
-        description='The transcriber, an object with a "provider" string.',
-    )
-    config: JSON | None = strawberry.field(
-        default=strawberry.UNSET,
-        description="Any further settings of the Vapi assistant format (plans, hooks, server, "
-        "...), stored as given. Names of the typed fields above are not allowed here.",
-    )
+    pass

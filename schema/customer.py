@@ -6,6 +6,8 @@ from typing import Any
 
 import strawberry
 
+from resolvers import session_inputs as inputs
+from schema.input_types import graphql_input
 from schema.scalars import JSON
 from schema.stored import from_stored
 
@@ -36,31 +38,6 @@ class Customer:
         )
 
 
-@strawberry.input(description="The customer of a session; every field is optional.")
+@graphql_input(inputs.CustomerInput)
 class CustomerInput:
-    number: str | None = strawberry.field(
-        default=strawberry.UNSET,
-        description="Phone number, 3 to 40 characters; E.164 (+14155550123) unless "
-        "numberE164CheckEnabled is false.",
-    )
-    number_e164_check_enabled: bool | None = strawberry.field(
-        default=strawberry.UNSET, description="Whether to require E.164 (default true)."
-    )
-    extension: str | None = strawberry.field(
-        default=strawberry.UNSET, description="Extension, at most 10 characters."
-    )
-    sip_uri: str | None = strawberry.field(
-        default=strawberry.UNSET, description="SIP URI (sip:...)."
-    )
-    name: str | None = strawberry.field(
-        default=strawberry.UNSET, description="Name, at most 40 characters."
-    )
-    email: str | None = strawberry.field(
-        default=strawberry.UNSET, description="Email address, at most 40 characters."
-    )
-    external_id: str | None = strawberry.field(
-        default=strawberry.UNSET, description="Id in the client's system, at most 40 characters."
-    )
-    assistant_overrides: JSON | None = strawberry.field(
-        default=strawberry.UNSET, description="Assistant settings for this customer only."
-    )
+    pass

@@ -9,7 +9,9 @@ from typing import Any
 import strawberry
 from strawberry.types.base import get_object_definition
 
+from resolvers import message_inputs as inputs
 from resolvers.pagination import message_cursor
+from schema.input_types import graphql_input
 from schema.node import Node
 from schema.pagination import PageInfo
 from schema.scalars import JSON
@@ -179,117 +181,41 @@ class MessageConnection:
         )
 
 
-@strawberry.input(description="A tool call's function.")
+@graphql_input(inputs.ToolCallFunctionInput)
 class ToolCallFunctionInput:
-    name: str = strawberry.field(description="At most 40 characters.")
-    arguments: str = strawberry.field(description="The arguments, a JSON-encoded string.")
+    pass
 
 
-@strawberry.input(description="A tool call made by the assistant.")
+@graphql_input(inputs.ToolCallInput, defaults_shown=True)
 class ToolCallInput:
-    id: str = strawberry.field(description="The call's id.")
-    type: str = strawberry.field(default="function", description='"function".')
-    function: ToolCallFunctionInput = strawberry.field(description="The function called.")
+    pass
 
 
-@strawberry.input(description="A system message: `content`, or a call-transcript `message`.")
+@graphql_input(inputs.SystemMessageInput)
 class SystemMessageInput:
-    content: str | None = strawberry.field(
-        default=strawberry.UNSET, description="At most 10,000 characters."
-    )
-    message: str | None = strawberry.field(
-        default=strawberry.UNSET, description="Call-transcript text."
-    )
-    time: float | None = strawberry.field(
-        default=strawberry.UNSET, description="Call-transcript timestamp."
-    )
-    seconds_from_start: float | None = strawberry.field(
-        default=strawberry.UNSET, description="Seconds into the call."
-    )
-    metadata: JSON | None = strawberry.field(
-        default=strawberry.UNSET, description="Free-form data."
-    )
+    pass
 
 
-@strawberry.input(description="A user message: `content`, or a call-transcript `message`.")
+@graphql_input(inputs.UserMessageInput)
 class UserMessageInput:
-    content: str | None = strawberry.field(
-        default=strawberry.UNSET, description="At most 10,000 characters."
-    )
-    message: str | None = strawberry.field(
-        default=strawberry.UNSET, description="Call-transcript text."
-    )
-    time: float | None = strawberry.field(default=strawberry.UNSET, description="Start timestamp.")
-    end_time: float | None = strawberry.field(
-        default=strawberry.UNSET, description="End timestamp."
-    )
-    seconds_from_start: float | None = strawberry.field(
-        default=strawberry.UNSET, description="Seconds into the call."
-    )
-    duration: float | None = strawberry.field(
-        default=strawberry.UNSET, description="Length in seconds."
-    )
-    metadata: JSON | None = strawberry.field(
-        default=strawberry.UNSET, description="Free-form data."
-    )
+    pass
 
 
-@strawberry.input(description="An assistant message.")
+@graphql_input(inputs.AssistantMessageInput)
 class AssistantMessageInput:
-    content: str | None = strawberry.field(
-        default=strawberry.UNSET, description="At most 10,000 characters."
-    )
-    refusal: str | None = strawberry.field(
-        default=strawberry.UNSET, description="At most 10,000 characters."
-    )
-    tool_calls: list[ToolCallInput] | None = strawberry.field(
-        default=strawberry.UNSET, description="Tools called."
-    )
-    name: str | None = strawberry.field(
-        default=strawberry.UNSET, description="At most 40 characters."
-    )
-    metadata: JSON | None = strawberry.field(
-        default=strawberry.UNSET, description="Free-form data."
-    )
+    pass
 
 
-@strawberry.input(description="A tool's result.")
+@graphql_input(inputs.ToolMessageInput)
 class ToolMessageInput:
-    content: str = strawberry.field(description="The result, at most 10,000 characters.")
-    tool_call_id: str = strawberry.field(description="The tool call answered.")
-    name: str | None = strawberry.field(
-        default=strawberry.UNSET, description="At most 40 characters."
-    )
-    metadata: JSON | None = strawberry.field(
-        default=strawberry.UNSET, description="Free-form data."
-    )
+    pass
 
 
-@strawberry.input(description="A developer message.")
+@graphql_input(inputs.DeveloperMessageInput)
 class DeveloperMessageInput:
-    content: str = strawberry.field(description="At most 10,000 characters.")
-    name: str | None = strawberry.field(
-        default=strawberry.UNSET, description="At most 40 characters."
-    )
-    metadata: JSON | None = strawberry.field(
-        default=strawberry.UNSET, description="Free-form data."
-    )
+    pass
 
 
-@strawberry.input(one_of=True, description="One message; set exactly one role.")
+@graphql_input(inputs.MessageInput, one_of=True)
 class MessageInput:
-    system: SystemMessageInput | None = strawberry.field(
-        default=strawberry.UNSET, description="A system message."
-    )
-    user: UserMessageInput | None = strawberry.field(
-        default=strawberry.UNSET, description="A user message."
-    )
-    assistant: AssistantMessageInput | None = strawberry.field(
-        default=strawberry.UNSET, description="An assistant message."
-    )
-    tool: ToolMessageInput | None = strawberry.field(
-        default=strawberry.UNSET, description="A tool result."
-    )
-    developer: DeveloperMessageInput | None = strawberry.field(
-        default=strawberry.UNSET, description="A developer message."
-    )
+    pass

@@ -6,7 +6,11 @@ from enum import Enum
 from typing import Annotated, Any
 
 import strawberry
+from pydantic.alias_generators import to_snake
 
+from resolvers import phone_number_inputs as inputs
+from resolvers.inputs import SERVER_HEADERS_SECRET, TWILIO_SECRETS
+from schema.input_types import graphql_input
 from schema.scalars import JSON
 from schema.stored import from_stored
 
@@ -87,11 +91,9 @@ class PhoneNumber:
         return from_stored(
             cls,
             data,
-            twilio_auth_token_set="twilioAuthToken" in secrets,
-            twilio_api_key_set="twilioApiKey" in secrets,
-            twilio_api_secret_set="twilioApiSecret" in secrets,
+            **{f"{to_snake(name)}_set": name in secrets for name in TWILIO_SECRETS},
             sms_enabled=data.get("smsEnabled", True),
-            server=_server(data.get("server"), "serverHeaders" in secrets),
+            server=_server(data.get("server"), SERVER_HEADERS_SECRET in secrets),
             fallback_destination=_destination(data.get("fallbackDestination")),
         )
 
@@ -120,106 +122,31 @@ def _destination(
     )
 
 
-@strawberry.input(description="Retry plan for the server URL.")
+@graphql_input(inputs.BackoffPlanInput, type=BackoffType)
 class BackoffPlanInput:
-    type: BackoffType = strawberry.field(description="Fixed or exponential.")
-    max_retries: int = strawberry.field(description="0 to 10 retries.")
-    base_delay_seconds: float = strawberry.field(description="First delay, 0 to 10 seconds.")
+    pass
 
 
-@strawberry.input(description="The server that receives the phone number's events.")
+@graphql_input(inputs.ServerInput)
 class ServerInput:
-    url: str = strawberry.field(description="An http(s) URL.")
-    timeout_seconds: float | None = strawberry.field(
-        default=strawberry.UNSET, description="1 to 300 seconds."
-    )
-    headers: JSON | None = strawberry.field(
-        default=strawberry.UNSET,
-        description="Request headers, an object of strings. Write-only.",
-    )
-    backoff_plan: BackoffPlanInput | None = strawberry.field(
-        default=strawberry.UNSET, description="Retry plan."
-    )
+    pass
 
 
-@strawberry.input(description="Transfer to a phone number.")
+@graphql_input(inputs.NumberTransferDestinationInput)
 class NumberTransferDestinationInput:
-    number: str = strawberry.field(description="3 to 40 characters; E.164 unless unchecked.")
-    number_e164_check_enabled: bool | None = strawberry.field(
-        default=strawberry.UNSET, description="Whether to require E.164 (default true)."
-    )
-    extension: str | None = strawberry.field(
-        default=strawberry.UNSET, description="1 to 10 characters."
-    )
-    caller_id: str | None = strawberry.field(
-        default=strawberry.UNSET, description="At most 40 characters."
-    )
-    message: str | None = strawberry.field(
-        default=strawberry.UNSET, description="Said before the transfer."
-    )
-    description: str | None = strawberry.field(
-        default=strawberry.UNSET, description="What it is for."
-    )
+    pass
 
 
-@strawberry.input(description="Transfer to a SIP URI.")
+@graphql_input(inputs.SipTransferDestinationInput)
 class SipTransferDestinationInput:
-    sip_uri: str = strawberry.field(description="The SIP URI (sip:...).")
-    message: str | None = strawberry.field(
-        default=strawberry.UNSET, description="Said before the transfer."
-    )
-    description: str | None = strawberry.field(
-        default=strawberry.UNSET, description="What it is for."
-    )
-    sip_headers: JSON | None = strawberry.field(
-        default=strawberry.UNSET, description="SIP headers."
-    )
+    pass
 
 
-@strawberry.input(one_of=True, description="Where calls go when they cannot be handled: one of.")
+@graphql_input(inputs.TransferDestinationInput, one_of=True)
 class TransferDestinationInput:
-    number: NumberTransferDestinationInput | None = strawberry.field(
-        default=strawberry.UNSET, description="A phone number."
-    )
-    sip: SipTransferDestinationInput | None = strawberry.field(
-        default=strawberry.UNSET, description="A SIP URI."
-    )
+    pass
 
 
-@strawberry.input(description="A Twilio phone number to import with the session.")
+@graphql_input(inputs.PhoneNumberInput)
 class PhoneNumberInput:
-    twilio_phone_number: str = strawberry.field(description="The number, in E.164.")
-    twilio_account_sid: str = strawberry.field(description="The Twilio account SID.")
-    twilio_auth_token: str | None = strawberry.field(
-        default=strawberry.UNSET, description="Twilio auth token. Write-only."
-    )
-    twilio_api_key: str | None = strawberry.field(
-        default=strawberry.UNSET, description="Twilio API key. Write-only."
-    )
-    twilio_api_secret: str | None = strawberry.field(
-        default=strawberry.UNSET, description="Twilio API secret. Write-only."
-    )
-    name: str | None = strawberry.field(
-        default=strawberry.UNSET, description="At most 40 characters."
-    )
-    assistant_id: strawberry.ID | None = strawberry.field(
-        default=strawberry.UNSET, description="The assistant answering."
-    )
-    squad_id: strawberry.ID | None = strawberry.field(
-        default=strawberry.UNSET, description="The squad answering."
-    )
-    workflow_id: strawberry.ID | None = strawberry.field(
-        default=strawberry.UNSET, description="The workflow answering."
-    )
-    sms_enabled: bool | None = strawberry.field(
-        default=strawberry.UNSET, description="Default true."
-    )
-    server: ServerInput | None = strawberry.field(
-        default=strawberry.UNSET, description="Event server."
-    )
-    fallback_destination: TransferDestinationInput | None = strawberry.field(
-        default=strawberry.UNSET, description="Where calls go when they cannot be handled."
-    )
-    hooks: list[JSON] | None = strawberry.field(
-        default=strawberry.UNSET, description="Hooks on call events."
-    )
+    pass

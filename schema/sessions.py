@@ -8,16 +8,18 @@ from enum import Enum
 import strawberry
 
 from resolvers import messages as message_resolvers
+from resolvers import session_inputs as inputs
 from resolvers import sessions as resolvers
 from resolvers.context import Info
 from resolvers.pagination import PageArgs, session_cursor
-from schema.assistant import Assistant, AssistantInput
-from schema.customer import Customer, CustomerInput
+from schema.assistant import Assistant
+from schema.customer import Customer
+from schema.input_types import graphql_input
 from schema.input_values import plain
 from schema.messages import Message, MessageConnection, MessageInput, message_from_record
 from schema.node import Node
 from schema.pagination import PageInfo
-from schema.phone_number import PhoneNumber, PhoneNumberInput
+from schema.phone_number import PhoneNumber
 from storage import Page, SessionQuery, SessionRecord
 from storage.records import SessionOrderField as OrderFieldValue
 
@@ -41,7 +43,8 @@ class Session(Node):
         description="ACTIVE until completed or expired; an expired session reads COMPLETED."
     )
     expiration_seconds: int = strawberry.field(
-        description="Its lifetime in seconds from creation (60 to 2,592,000)."
+        description="Its lifetime in seconds from creation "
+        f"({inputs.EXPIRATION_MIN} to {inputs.EXPIRATION_MAX:,})."
     )
     expires_at: datetime = strawberry.field(description="createdAt + expirationSeconds.")
     assistant_id: strawberry.ID | None = strawberry.field(
@@ -83,7 +86,8 @@ class Session(Node):
         return PhoneNumber.from_stored(self.record["phone_number"])
 
     @strawberry.field(
-        description="The transcript in seq order: 50 a page by default, at most 500. "
+        description=f"The transcript in seq order: {message_resolvers.MESSAGES_PAGE_DEFAULT} a "
+        f"page by default, at most {message_resolvers.MESSAGES_PAGE_MAX}. "
         "`last: 5` gives the five most recent."
     )
     async def messages(
@@ -137,47 +141,14 @@ class SessionConnection:
         return await resolvers.count_sessions(info.context, self.query)
 
 
-@strawberry.input(description="Bounds on a date and time; every bound given must hold.")
+@graphql_input(inputs.DateTimeFilter)
 class DateTimeFilter:
-    gt: datetime | None = strawberry.field(default=strawberry.UNSET, description="After.")
-    gte: datetime | None = strawberry.field(default=strawberry.UNSET, description="At or after.")
-    lt: datetime | None = strawberry.field(default=strawberry.UNSET, description="Before.")
-    lte: datetime | None = strawberry.field(default=strawberry.UNSET, description="At or before.")
+    pass
 
 
-@strawberry.input(description="Which sessions to list; every filter given must match.")
+@graphql_input(inputs.SessionFilter, status=SessionStatus)
 class SessionFilter:
-    status: SessionStatus | None = strawberry.field(
-        default=strawberry.UNSET, description="ACTIVE, or COMPLETED (expired included)."
-    )
-    name: str | None = strawberry.field(default=strawberry.UNSET, description="Exact name.")
-    assistant_id: strawberry.ID | None = strawberry.field(
-        default=strawberry.UNSET, description="This assistant id."
-    )
-    assistant_id_any: list[strawberry.ID] | None = strawberry.field(
-        default=strawberry.UNSET, description="Any of these assistant ids (at most 100)."
-    )
-    phone_number_id: strawberry.ID | None = strawberry.field(
-        default=strawberry.UNSET, description="This phone number id."
-    )
-    phone_number_id_any: list[strawberry.ID] | None = strawberry.field(
-        default=strawberry.UNSET, description="Any of these phone number ids (at most 100)."
-    )
-    id_any: list[strawberry.ID] | None = strawberry.field(
-        default=strawberry.UNSET, description="Any of these session ids (at most 100)."
-    )
-    customer_number: str | None = strawberry.field(
-        default=strawberry.UNSET, description="This customer phone number."
-    )
-    customer_number_any: list[str] | None = strawberry.field(
-        default=strawberry.UNSET, description="Any of these customer numbers (at most 100)."
-    )
-    created_at: DateTimeFilter | None = strawberry.field(
-        default=strawberry.UNSET, description="Bounds on the creation time."
-    )
-    updated_at: DateTimeFilter | None = strawberry.field(
-        default=strawberry.UNSET, description="Bounds on the last change."
-    )
+    pass
 
 
 @strawberry.enum(description="What sessions are ordered by.")
@@ -192,59 +163,21 @@ class SortDirection(Enum):
     DESC = "desc"
 
 
-@strawberry.input(description="The order of a session list; ties are broken by id.")
+@graphql_input(
+    inputs.SessionOrder, defaults_shown=True, field=SessionOrderField, direction=SortDirection
+)
 class SessionOrder:
-    field: SessionOrderField = strawberry.field(
-        default=SessionOrderField.CREATED_AT, description="The time to order by."
-    )
-    direction: SortDirection = strawberry.field(
-        default=SortDirection.DESC, description="Newest first by default."
-    )
+    pass
 
 
-@strawberry.input(description="A new session; every field is optional.")
+@graphql_input(inputs.CreateSessionInput, status=SessionStatus)
 class CreateSessionInput:
-    name: str | None = strawberry.field(
-        default=strawberry.UNSET, description="At most 40 characters."
-    )
-    status: SessionStatus | None = strawberry.field(
-        default=strawberry.UNSET, description="ACTIVE by default."
-    )
-    expiration_seconds: int | None = strawberry.field(
-        default=strawberry.UNSET, description="60 to 2,592,000; 86,400 (a day) by default."
-    )
-    assistant_id: strawberry.ID | None = strawberry.field(
-        default=strawberry.UNSET, description="An assistant kept elsewhere."
-    )
-    assistant: AssistantInput | None = strawberry.field(
-        default=strawberry.UNSET, description="An assistant configuration."
-    )
-    customer: CustomerInput | None = strawberry.field(
-        default=strawberry.UNSET, description="The customer."
-    )
-    phone_number_id: strawberry.ID | None = strawberry.field(
-        default=strawberry.UNSET, description="A phone number kept elsewhere."
-    )
-    phone_number: PhoneNumberInput | None = strawberry.field(
-        default=strawberry.UNSET, description="A Twilio phone number."
-    )
-    messages: list[MessageInput] | None = strawberry.field(
-        default=strawberry.UNSET, description="Initial messages (at most 100), seq 1..n."
-    )
+    pass
 
 
-@strawberry.input(description="Changes to a session; fields left out stay as they are.")
+@graphql_input(inputs.UpdateSessionInput, status=SessionStatus)
 class UpdateSessionInput:
-    name: str | None = strawberry.field(
-        default=strawberry.UNSET, description="A new name; null clears it."
-    )
-    status: SessionStatus | None = strawberry.field(
-        default=strawberry.UNSET, description="A new status."
-    )
-    expiration_seconds: int | None = strawberry.field(
-        default=strawberry.UNSET,
-        description="A new lifetime (60 to 2,592,000), counted from createdAt.",
-    )
+    pass
 
 
 @strawberry.type
@@ -255,7 +188,8 @@ class SessionQueries:
         return None if record is None else Session.of(record)
 
     @strawberry.field(
-        description="The organization's sessions, newest first by default: 20 a page, at most 100."
+        description="The organization's sessions, newest first by default: "
+        f"{resolvers.SESSIONS_PAGE_DEFAULT} a page, at most {resolvers.SESSIONS_PAGE_MAX}."
     )
     async def sessions(
         self,
@@ -276,12 +210,11 @@ class SessionQueries:
             maximum=resolvers.SESSIONS_PAGE_MAX,
         )
         query = resolvers.session_query(plain(filter) if filter else None)
-        order = order_by or SessionOrder()
-        order_field: OrderFieldValue = order.field.value
+        order = resolvers.session_order(plain(order_by) if order_by else None)
         page = await resolvers.list_sessions(
-            info.context, args, query, order_field, order.direction is SortDirection.DESC
+            info.context, args, query, order.field, order.direction == "desc"
         )
-        return SessionConnection.of(page, order_field, query)
+        return SessionConnection.of(page, order.field, query)
 
 
 @strawberry.type

@@ -8,24 +8,13 @@ import strawberry
 
 from resolvers import tokens as resolvers
 from resolvers.context import Info
+from schema.input_types import graphql_input
 from schema.input_values import plain
 
 
-@strawberry.input(description="What an access token grants and for how long.")
+@graphql_input(resolvers.AccessTokenInput, defaults_shown=True)
 class AccessTokenInput:
-    ttl_seconds: int = strawberry.field(
-        default=resolvers.TOKEN_TTL_DEFAULT,
-        description=f"Lifetime in seconds, {resolvers.TOKEN_TTL_MIN} to "
-        f"{resolvers.TOKEN_TTL_MAX:,}.",
-    )
-    read_only: bool = strawberry.field(
-        default=True, description="Whether every mutation is refused with FORBIDDEN."
-    )
-    session_ids: list[strawberry.ID] | None = strawberry.field(
-        default=None,
-        description=f"The only sessions the token sees (at most {resolvers.MAX_TOKEN_SESSIONS}); "
-        "null: the whole organization.",
-    )
+    pass
 
 
 @strawberry.type(description="A short-lived credential for a browser or an app.")

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
-from schema.subscriptions import MESSAGE_ADDED, SESSION_UPDATED
+from schema.subscriptions import SUBSCRIPTION_FIELDS
 
 OPERATION_NAME_LIMIT = 200
 """Distinct operation names kept as label values; later ones are counted as "other"."""
@@ -28,8 +28,6 @@ ANONYMOUS = "anonymous"
 OTHER = "other"
 UNMATCHED = "unmatched"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-SUBSCRIPTION_FIELDS = frozenset({MESSAGE_ADDED, SESSION_UPDATED})
-"""The subscription fields that are label values of their own (others count as "other")."""
 OPERATION_TYPES = frozenset({"query", "mutation", "subscription"})
 
 _NAME = re.compile(r"^[_A-Za-z][_0-9A-Za-z]{0,99}$")

@@ -279,6 +279,23 @@ async def test_a_subscription_is_counted_while_it_runs_and_its_events_are_delive
     assert delta(OPERATIONS, **operation) == 1
 
 
+async def test_every_subscription_field_of_the_schema_is_a_label_of_its_own(
+    server: str, org: tuple[str, str]
+) -> None:
+    before = await scrape(server)
+    running = value(before, SUBSCRIPTIONS)
+    field = {"field": "sessionEvents"}
+
+    async with connected(server, org[1]) as client:
+        await client.subscribe("1", "subscription { sessionEvents { type } }", {})
+        during = await until_value(server, SUBSCRIPTIONS, running + 1)
+        await client.complete("1")
+        await until_value(server, SUBSCRIPTIONS, running)
+
+    assert value(during, STARTED, **field) - value(before, STARTED, **field) == 1
+    assert value(during, STARTED, field="other") == value(before, STARTED, field="other")
+
+
 async def test_an_event_shared_by_subscribers_is_timed_once_at_its_last_write(
     server: str, api: ApiClient, org: tuple[str, str]
 ) -> None:
