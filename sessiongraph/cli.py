@@ -8,13 +8,14 @@ import asyncio
 import os
 import re
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from pydantic import ValidationError
 
-from sessiongraph.embedded import EmbeddedDatabase, EmbeddedDatabaseError, port_answers
+from sessiongraph.database import open_database
+from sessiongraph.embedded import EmbeddedDatabaseError
 from sessiongraph.log_config import log_config
 from sessiongraph.operations import add_commands as add_operations_commands
 from sessiongraph.settings import Settings
@@ -31,34 +32,10 @@ def _org(value: str) -> str:
     return value
 
 
-@asynccontextmanager
-async def _database(settings: Settings) -> AsyncIterator[Database]:
-    """The configured database; the embedded one is reused if running, else started briefly."""
-    embedded: EmbeddedDatabase | None = None
-    uri = settings.mongodb_uri
-    if uri is None:
-        embedded = EmbeddedDatabase(
-            command=settings.embedded_command,
-            data_dir=settings.embedded_data_dir,
-            port=settings.embedded_port,
-        )
-        if port_answers(embedded.host, embedded.port):
-            embedded = None  # a running server owns it; talk to that one
-        else:
-            await embedded.start_async()
-        uri = f"mongodb://127.0.0.1:{settings.embedded_port}/?directConnection=true"
-    try:
-        db = await Database.connect(
-            uri, settings.db_name, driver=settings.driver, timeout_ms=settings.db_timeout_ms
-        )
-        try:
-            await db.ensure_indexes()
-            yield db
-        finally:
-            await db.close()
-    finally:
-        if embedded is not None:
-            await embedded.stop_async()
+def _database(settings: Settings) -> AbstractAsyncContextManager[Database]:
+    """The configured database for a command; the embedded one is reused if a server runs
+    it, else started briefly."""
+    return open_database(settings, share_running=True)
 
 
 async def _keys_create(settings: Settings, args: argparse.Namespace) -> int:

@@ -1,12 +1,9 @@
-"""The live console at /console, and the local copies of GraphiQL's assets.
+"""The live console at /console.
 
 The console is a static page (HTML, one CSS file, one JavaScript module; no build step) that
 talks to the public API only: POST /graphql for the session list and a transcript, and the
 graphql-transport-ws websocket on /graphql for live messages. Its files live in
 `sessiongraph/static/console/`; its Content-Security-Policy allows nothing but this origin.
-
-GraphiQL's page (see `graphiql_page()` in graphql_http.py) loads React, GraphiQL and their
-styles from `sessiongraph/static/graphiql/` instead of a CDN, served here.
 """
 
 from __future__ import annotations
@@ -15,10 +12,7 @@ from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount, Route
-from starlette.staticfiles import StaticFiles
-
-from sessiongraph.graphql_http import GRAPHIQL_ASSETS_PATH
+from starlette.routing import BaseRoute, Route
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -56,15 +50,4 @@ def console_routes() -> list[BaseRoute]:
     return [
         _static_route(path, (STATIC / "console" / name).read_bytes(), media_type)
         for path, (name, media_type) in CONSOLE_FILES.items()
-    ]
-
-
-def graphiql_asset_routes() -> list[BaseRoute]:
-    """GraphiQL's scripts and styles, under GRAPHIQL_ASSETS_PATH."""
-    return [
-        Mount(
-            GRAPHIQL_ASSETS_PATH,
-            app=StaticFiles(directory=STATIC / "graphiql"),
-            name="graphiql-assets",
-        )
     ]

@@ -4,128 +4,67 @@ POST with a JSON body runs an operation. The response is `application/graphql-re
 when the client accepts it (request errors then get status 400) and `application/json`
 otherwise (200 once the request is well formed). Either way, a result that holds nothing but
 the database being unavailable gets 503 with Retry-After, a signal load balancers and
-clients act on. GET from a browser serves GraphiQL; GET with `?query=` runs a query when
-SESSIONGRAPH_GRAPHQL_GET is on (never a mutation). Authentication and execution are bounded
-by SESSIONGRAPH_REQUEST_TIMEOUT_SECONDS. With `Accept: text/event-stream` the operation runs
-over SSE instead (sessiongraph/live/sse.py): any operation with POST, subscriptions with GET,
-after the same parsing, authentication and limits. Which document runs (a `query`, a
-`documentId`, an APQ hash) is `sessiongraph.documents`' decision.
+clients act on. GET from a browser serves GraphiQL (sessiongraph/graphiql.py); GET with
+`?query=` runs a query when SESSIONGRAPH_GRAPHQL_GET is on (never a mutation).
+Authentication and execution are bounded by SESSIONGRAPH_REQUEST_TIMEOUT_SECONDS. With
+`Accept: text/event-stream` the operation runs over SSE instead (sessiongraph/live/sse_http.py).
+What every request goes through first is sessiongraph/http_request.py; which document runs
+(a `query`, a `documentId`, an APQ hash) is sessiongraph/documents_http.py's.
+
+Why this is not a Strawberry view subclass: Strawberry's HTTP view decides the refusals and
+their status codes inside its `run` (plain messages, no `extensions.code`), streams
+subscriptions as multipart rather than GraphQL over SSE, and knows no persisted documents or
+time bound; bending it to this endpoint would mean overriding its private methods, and a
+version pin to protect them. This endpoint needs exact status codes (400 for request errors
+only with `application/graphql-response+json`, 503 with Retry-After when only the database
+failed, 405 with Allow, 406, 413, 415) and a code on every refusal, one time bound around
+authentication and execution, callers with API keys or access tokens (in the query string
+too, for EventSource), persisted documents resolved before anything is parsed, and SSE on the
+same path sharing all of that; the schema's guard applies the same limits to HTTP, SSE and
+websockets. So it is a small endpoint on Strawberry's public `Schema.execute`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import re
 import uuid
 from typing import Any
 
-import orjson
 import strawberry
 from graphql import GraphQLError
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, Response
 from strawberry.exceptions import MissingQueryError
-from strawberry.http.ides import get_graphql_ide_html
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.types.graphql import OperationType
 
 from resolvers.error_codes import ErrorCode, coded_error, error_body
-from resolvers.errors import UNAVAILABLE_MESSAGE
 from sessiongraph.access_log import REQUEST_ID
-from sessiongraph.auth import Caller, bearer_key
-from sessiongraph.documents import DocumentProblem, RequestDocument
+from sessiongraph.auth import Caller
+from sessiongraph.documents_http import request_document
+from sessiongraph.graphiql import graphiql_page
+from sessiongraph.http_request import (
+    JSON,
+    RETRY_AFTER,
+    Fields,
+    HttpProblem,
+    caller_of,
+    names_document,
+    post_fields,
+    query_fields,
+    respond,
+    timed_out,
+)
 from sessiongraph.live import sse
-from sessiongraph.live.engine import LiveEngine, OperationRequest
+from sessiongraph.live.engine import LiveEngine
 from sessiongraph.live.origins import OriginPolicy
-from sessiongraph.live.tracking import Connection, shape_of
-from sessiongraph.services import Services
-from sessiongraph.tokens import AccessTokenRefused, query_access_token
-from storage import is_database_unavailable
-
-log = logging.getLogger("sessiongraph.http")
+from sessiongraph.live.sse_http import SSERequests
+from sessiongraph.services import State
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
-JSON = "application/json"
 POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
 GET_OPERATIONS = frozenset({OperationType.QUERY})
-SSE_GET_OPERATIONS = frozenset({OperationType.SUBSCRIPTION})
-RETRY_AFTER = {"Retry-After": "5"}
-
-EXAMPLE_OPERATION = """# Welcome to sessiongraph. Put your API key in the Headers tab below:
-#   {"Authorization": "Bearer sg_..."}
-# then run this (Ctrl-Enter).
-
-query RecentSessions {
-  sessions(first: 5) {
-    totalCount
-    nodes {
-      id
-      name
-      status
-      messageCount
-      messages(last: 3) { nodes { seq role content } }
-    }
-  }
-}
-"""
-
-
-GRAPHIQL_ASSETS_PATH = "/static/graphiql"
-"""Where sessiongraph.console serves the files of sessiongraph/static/graphiql/."""
-
-GRAPHIQL_ASSETS = {
-    "https://unpkg.com/react@18.2.0/umd/react.production.min.js": "react.production.min.js",
-    "https://unpkg.com/react-dom@18.2.0/umd/react-dom.production.min.js": (
-        "react-dom.production.min.js"
-    ),
-    "https://unpkg.com/js-cookie@3.0.5/dist/js.cookie.min.js": "js.cookie.min.js",
-    "https://unpkg.com/graphiql@3.8.3/graphiql.min.css": "graphiql.min.css",
-    "https://unpkg.com/graphiql@3.8.3/graphiql.min.js": "graphiql.min.js",
-    "https://unpkg.com/@graphiql/plugin-explorer@1.0.2/dist/style.css": "plugin-explorer.css",
-    "https://unpkg.com/@graphiql/plugin-explorer@1.0.2/dist/index.umd.js": (
-        "plugin-explorer.umd.js"
-    ),
-}
-"""Strawberry's CDN URLs and our unmodified copies of those files (so the page's integrity
-hashes still hold): GraphiQL works offline and tells no CDN who uses it."""
-
-_REMOTE_ASSET = re.compile(r"""(?:src|href)\s*=\s*["'](https?://[^"']+)["']""")
-
-
-def graphiql_page() -> str:
-    """Strawberry's GraphiQL page with our title, example and a header template, loading
-    its scripts and styles from this server."""
-    html = get_graphql_ide_html("graphiql")
-    for url in set(_REMOTE_ASSET.findall(html)):
-        if url not in GRAPHIQL_ASSETS:
-            raise RuntimeError(
-                f"GraphiQL's page loads {url}, which has no local copy: vendor it into "
-                "sessiongraph/static/graphiql/ (see the README there)."
-            )
-        html = html.replace(url, f"{GRAPHIQL_ASSETS_PATH}/{GRAPHIQL_ASSETS[url]}")
-    start = html.index("const EXAMPLE_QUERY = `") + len("const EXAMPLE_QUERY = `")
-    end = html.index("`;", start)
-    html = html[:start] + EXAMPLE_OPERATION + html[end:]
-    return html.replace(
-        "<title>Strawberry GraphiQL</title>", "<title>sessiongraph</title>"
-    ).replace(
-        "headers: headers,",
-        'headers: headers, defaultHeaders: \'{"Authorization": "Bearer YOUR_API_KEY"}\',',
-    )
-
-
-class HttpProblem(Exception):
-    """A request rejected before execution, with its status and code."""
-
-    def __init__(
-        self, status: int, code: ErrorCode, message: str, headers: dict[str, str] | None = None
-    ):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.headers = headers or {}
 
 
 def _offered(accept: str) -> list[str]:
@@ -168,48 +107,6 @@ def _negotiate(accept: str | None) -> str:
     )
 
 
-Fields = tuple[dict[str, Any], dict[str, Any] | None, str | None]
-"""What names the document (for `PersistedDocuments.resolve_request`), variables, operation
-name."""
-
-
-def _body_fields(body: Any) -> Fields:
-    if isinstance(body, list):
-        raise HttpProblem(
-            400,
-            ErrorCode.BAD_REQUEST,
-            "Batched requests are not supported; send one operation per request.",
-        )
-    if not isinstance(body, dict):
-        raise HttpProblem(400, ErrorCode.BAD_REQUEST, "The body must be a JSON object.")
-    query, variables, name = body.get("query"), body.get("variables"), body.get("operationName")
-    if variables is not None and not isinstance(variables, dict):
-        raise HttpProblem(400, ErrorCode.BAD_REQUEST, "`variables` must be a JSON object or null.")
-    if name is not None and not isinstance(name, str):
-        raise HttpProblem(400, ErrorCode.BAD_REQUEST, "`operationName` must be a string or null.")
-    document = {
-        "query": query,
-        "extensions": body.get("extensions"),
-        "documentId": body.get("documentId"),
-    }
-    return document, variables, name
-
-
-def _last_event_id(request: Request) -> int | None:
-    """The seq an SSE client resumes after (`Last-Event-ID`), or HttpProblem 400."""
-    value = request.headers.get("last-event-id")
-    if value is None or not value.strip():
-        return None
-    if not value.strip().isdigit():
-        raise HttpProblem(
-            400,
-            ErrorCode.BAD_REQUEST,
-            f"Last-Event-ID {value[:40]!r}: must be the id of an event this server sent "
-            "(a message seq, 0 or more).",
-        )
-    return int(value.strip())
-
-
 def _is_request_error(result: ExecutionResult) -> bool:
     """Whether the result is a request error: nothing executed, so no `data` entry."""
     if isinstance(result, PreExecutionError):
@@ -244,24 +141,32 @@ class GraphQLHTTP:
         origins: OriginPolicy | None = None,
     ) -> None:
         self.schema = schema
-        self.live = live
-        self.origins = origins or OriginPolicy([])
+        self.sse = (
+            SSERequests(
+                live,
+                origins or OriginPolicy([]),
+                max_body_bytes=max_body_bytes,
+                timeout_seconds=timeout_seconds,
+            )
+            if live is not None
+            else None
+        )
         self.graphiql_html = graphiql_page() if graphiql else None
         self.max_body_bytes = max_body_bytes
         self.get_queries = get_queries
         self.timeout_seconds = timeout_seconds
         self.allow = "GET, HEAD, POST" if graphiql or get_queries else "POST"
 
-    async def handle(self, request: Request) -> Response:
+    async def handle(self, request: Request[State]) -> Response:
         """Serve one request to /graphql."""
         incoming = request.headers.get("x-request-id", "")
         request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
         media_type = JSON
         try:
             wants_sse = _wants_event_stream(request.headers.get("accept"))
-            if self.live is not None and request.method in ("GET", "POST") and wants_sse:
-                return await self._sse(request, request_id, self.live)
-            if request.method in ("GET", "HEAD") and not _names_document(request):
+            if self.sse is not None and request.method in ("GET", "POST") and wants_sse:
+                return await self.sse.respond(request, request_id)
+            if request.method in ("GET", "HEAD") and not names_document(request):
                 return self._ide(request, request_id)
             if request.method not in ("GET", "HEAD", "POST"):
                 raise HttpProblem(
@@ -275,7 +180,7 @@ class GraphQLHTTP:
                 return await self._post(request, request_id, media_type)
             return await self._get(request, request_id, media_type)
         except HttpProblem as problem:
-            return self._respond(
+            return respond(
                 error_body(coded_error(str(problem), problem.code, requestId=request_id)),
                 problem.status,
                 media_type,
@@ -283,7 +188,7 @@ class GraphQLHTTP:
                 problem.headers,
             )
 
-    def _ide(self, request: Request, request_id: str) -> Response:
+    def _ide(self, request: Request[State], request_id: str) -> Response:
         """GET without a query: GraphiQL for a browser, when it is on."""
         accept = request.headers.get("accept", "")
         if self.graphiql_html is not None and "text/html" in accept:
@@ -297,7 +202,7 @@ class GraphQLHTTP:
             405, ErrorCode.METHOD_NOT_ALLOWED, "; ".join(uses) + ".", {"Allow": self.allow}
         )
 
-    async def _get(self, request: Request, request_id: str, media_type: str) -> Response:
+    async def _get(self, request: Request[State], request_id: str, media_type: str) -> Response:
         """A query in the URL (GraphQL over HTTP's GET form), when enabled; never a
         mutation, which GET must not cause."""
         if not self.get_queries:
@@ -308,101 +213,20 @@ class GraphQLHTTP:
                 "send them with POST and a JSON body.",
                 {"Allow": self.allow},
             )
-        fields = _query_fields(request)
+        fields = query_fields(request)
         response = await self._run(request, request_id, media_type, fields, GET_OPERATIONS)
         # The answer depends on the key; no shared cache may keep it.
         response.headers["Cache-Control"] = "private, no-store"
         response.headers["Vary"] = "Authorization, Accept"
         return response
 
-    async def _post(self, request: Request, request_id: str, media_type: str) -> Response:
-        fields = await self._post_fields(request)
+    async def _post(self, request: Request[State], request_id: str, media_type: str) -> Response:
+        fields = await post_fields(request, self.max_body_bytes)
         return await self._run(request, request_id, media_type, fields, POST_OPERATIONS)
-
-    async def _post_fields(self, request: Request) -> Fields:
-        """The operation of a POST's JSON body, or HttpProblem 413/415/400."""
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type != JSON:
-            # Only JSON bodies: a browser cannot send one cross-site without a CORS preflight.
-            raise HttpProblem(
-                415,
-                ErrorCode.UNSUPPORTED_MEDIA_TYPE,
-                f"Content-Type must be {JSON}, got {content_type!r}.",
-            )
-        return _body_fields(await self._json_body(request))
-
-    async def _sse(self, request: Request, request_id: str, live: LiveEngine) -> Response:
-        """GraphQL over SSE: any operation with POST, subscriptions with GET. A request
-        refused before its operation starts gets the status and JSON body of the JSON path."""
-        if not self.origins.allows(request):
-            raise HttpProblem(403, ErrorCode.FORBIDDEN, self.origins.refusal(request))
-        if live.tracker.draining:
-            raise HttpProblem(
-                503,
-                ErrorCode.SERVICE_UNAVAILABLE,
-                "The server is shutting down; retry shortly.",
-                RETRY_AFTER,
-            )
-        if request.method == "POST":
-            fields = await self._post_fields(request)
-        else:
-            fields = _query_fields(request)
-        resume_after_seq = _last_event_id(request)
-        services: Services = request.state.services
-        headers = {"X-Request-ID": request_id}
-        try:
-            async with asyncio.timeout(self.timeout_seconds):
-                caller = await self._caller(request, query_token=True)
-                document = await self._document(request, caller.org_id, fields[0])
-                allowed = self._sse_operations(request, document.text, fields[2])
-                outcome = await sse.open_stream(
-                    live,
-                    services,
-                    Connection(request_id, caller=caller),
-                    OperationRequest(document.text, *fields[1:]),
-                    headers,
-                    allowed=allowed,
-                    resume_after_seq=resume_after_seq,
-                )
-                if document.register_as is not None and isinstance(outcome, StreamingResponse):
-                    await services.documents.remember(caller.org_id, document)
-        except TimeoutError:
-            raise self._timed_out(request_id) from None
-        if isinstance(outcome, StreamingResponse):
-            return outcome
-        if outcome is None:
-            raise HttpProblem(
-                500,
-                ErrorCode.INTERNAL_SERVER_ERROR,
-                f"The operation failed unexpectedly (request id {request_id}); it is logged.",
-            )
-        return self._respond(error_body(*sse.error_list(outcome)), 400, JSON, request_id)
-
-    @staticmethod
-    def _sse_operations(
-        request: Request, query: str, operation_name: str | None
-    ) -> frozenset[OperationType] | None:
-        """What an SSE request may run: anything with POST, only subscriptions with GET
-        (HttpProblem 405 for a mutation, 400 for a query)."""
-        if request.method == "POST":
-            return None
-        kind = shape_of(query, operation_name).kind
-        if kind == "mutation":
-            raise HttpProblem(
-                405, ErrorCode.METHOD_NOT_ALLOWED, "Mutations are only accepted with POST.",
-                {"Allow": "POST"},
-            )  # fmt: skip
-        if kind == "query":
-            raise HttpProblem(
-                400,
-                ErrorCode.BAD_REQUEST,
-                "GET with Accept: text/event-stream runs subscriptions; send queries with POST.",
-            )
-        return SSE_GET_OPERATIONS
 
     async def _run(
         self,
-        request: Request,
+        request: Request[State],
         request_id: str,
         media_type: str,
         fields: Fields,
@@ -413,16 +237,16 @@ class GraphQLHTTP:
         forever."""
         try:
             async with asyncio.timeout(self.timeout_seconds):
-                caller = await self._caller(request)
-                document = await self._document(request, caller.org_id, fields[0])
+                caller = await caller_of(request)
+                document = await request_document(request, caller.org_id, fields[0])
                 result = await self._execute(
                     request, request_id, caller, (document.text, *fields[1:]), allowed
                 )
                 if document.register_as is not None and not _is_request_error(result):
-                    services: Services = request.state.services
+                    services = request.state["services"]
                     await services.documents.remember(caller.org_id, document)
         except TimeoutError:
-            raise self._timed_out(request_id) from None
+            raise timed_out(request_id, self.timeout_seconds) from None
         status = 400 if media_type == GRAPHQL_RESPONSE and _is_request_error(result) else 200
         headers = None
         if _is_unavailable(result):
@@ -432,79 +256,18 @@ class GraphQLHTTP:
             body["data"] = result.data
         if result.errors:
             body["errors"] = [_formatted(e) for e in result.errors]
-        return self._respond(body, status, media_type, request_id, headers)
-
-    def _timed_out(self, request_id: str) -> HttpProblem:
-        log.warning("request %s did not finish within %g s", request_id, self.timeout_seconds)
-        return HttpProblem(
-            503,
-            ErrorCode.SERVICE_UNAVAILABLE,
-            f"The request did not finish within {self.timeout_seconds:g} s; try again "
-            "shortly. A mutation may or may not have been applied: createSession and "
-            "addMessages retried with the same idempotencyKey are safe.",
-            RETRY_AFTER,
-        )
-
-    async def _caller(self, request: Request, *, query_token: bool = False) -> Caller:
-        """The caller of the request's API key or access token, or HttpProblem 401/503.
-        With `query_token` (SSE), an access token may come in the `access_token` query
-        parameter instead, as EventSource cannot set headers (never an API key)."""
-        services: Services = request.state.services
-        credential = bearer_key(request.headers.get("authorization"))
-        if query_token and credential is None:
-            try:
-                credential = query_access_token(request.method, request.query_params)
-            except AccessTokenRefused as refused:
-                raise HttpProblem(
-                    401,
-                    ErrorCode.UNAUTHENTICATED,
-                    str(refused),
-                    {"WWW-Authenticate": 'Bearer realm="sessiongraph"'},
-                ) from None
-        try:
-            caller = await services.verifier.caller_of(credential)
-        except Exception as error:
-            if not is_database_unavailable(error):
-                raise
-            raise HttpProblem(
-                503, ErrorCode.SERVICE_UNAVAILABLE, UNAVAILABLE_MESSAGE, RETRY_AFTER
-            ) from None
-        if caller is None:
-            raise HttpProblem(
-                401,
-                ErrorCode.UNAUTHENTICATED,
-                "A valid API key or unexpired access token is required: send "
-                "`Authorization: Bearer <key or token>`.",
-                {"WWW-Authenticate": 'Bearer realm="sessiongraph"'},
-            )
-        return caller
-
-    @staticmethod
-    async def _document(request: Request, org_id: str, names: dict[str, Any]) -> RequestDocument:
-        """The document the request names, or HttpProblem (before anything is parsed)."""
-        services: Services = request.state.services
-        try:
-            return await services.documents.resolve_request(org_id, names)
-        except DocumentProblem as problem:
-            raise HttpProblem(problem.status, problem.code, str(problem)) from None
-        except Exception as error:
-            if not is_database_unavailable(error):
-                raise
-            raise HttpProblem(
-                503, ErrorCode.SERVICE_UNAVAILABLE, UNAVAILABLE_MESSAGE, RETRY_AFTER
-            ) from None
+        return respond(body, status, media_type, request_id, headers)
 
     async def _execute(
         self,
-        request: Request,
+        request: Request[State],
         request_id: str,
         caller: Caller,
         fields: tuple[str, dict[str, Any] | None, str | None],
         allowed: frozenset[OperationType],
     ) -> ExecutionResult:
         query, variables, operation_name = fields
-        services: Services = request.state.services
-        context = services.context(caller, request_id)
+        context = request.state["services"].context(caller, request_id)
         try:
             return await self.schema.execute(
                 query,
@@ -531,76 +294,6 @@ class GraphQLHTTP:
                 ErrorCode.BAD_REQUEST,
                 f"No operation named {operation_name!r} in the document.",
             ) from None
-
-    async def _json_body(self, request: Request) -> Any:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            raise HttpProblem(
-                413, ErrorCode.PAYLOAD_TOO_LARGE, f"The body exceeds {self.max_body_bytes} bytes."
-            )
-        chunks = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise HttpProblem(
-                    413,
-                    ErrorCode.PAYLOAD_TOO_LARGE,
-                    f"The body exceeds {self.max_body_bytes} bytes.",
-                )
-            chunks.append(chunk)
-        try:
-            return orjson.loads(b"".join(chunks))
-        except orjson.JSONDecodeError as error:
-            raise HttpProblem(
-                400, ErrorCode.BAD_REQUEST, f"The body is not valid JSON: {error}."
-            ) from None
-
-    @staticmethod
-    def _respond(
-        body: dict[str, Any],
-        status: int,
-        media_type: str,
-        request_id: str,
-        headers: dict[str, str] | None = None,
-    ) -> Response:
-        return Response(
-            orjson.dumps(body),
-            status_code=status,
-            media_type=media_type,
-            headers={"X-Request-ID": request_id, **(headers or {})},
-        )
-
-
-def _query_fields(request: Request) -> Fields:
-    """The operation in a GET's query string, or HttpProblem 400."""
-    params = request.query_params
-    return _body_fields(
-        {
-            "query": params.get("query"),
-            "variables": _json_parameter(params.get("variables"), "variables"),
-            "operationName": params.get("operationName"),
-            "extensions": _json_parameter(params.get("extensions"), "extensions"),
-            "documentId": params.get("documentId"),
-        }
-    )
-
-
-def _names_document(request: Request) -> bool:
-    """Whether a GET names a document to run (else it asks for GraphiQL)."""
-    params = request.query_params
-    return "query" in params or "documentId" in params or "extensions" in params
-
-
-def _json_parameter(value: str | None, name: str) -> Any:
-    if value is None:
-        return None
-    try:
-        return orjson.loads(value)
-    except orjson.JSONDecodeError as error:
-        raise HttpProblem(
-            400, ErrorCode.BAD_REQUEST, f"`{name}` is not valid JSON: {error}."
-        ) from None
 
 
 def _formatted(error: GraphQLError) -> dict[str, Any]:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import TypedDict
 
 from resolvers.context import Context
 from sessiongraph.auth import Caller, KeyVerifier
 from sessiongraph.documents import PersistedDocuments
-from storage import MessageStore, SessionStore
+from storage import Database, MessageStore, SessionStore
 from storage.events import EventHub
 from storage.scope import ScopedMessageStore, ScopedSessionStore
 
@@ -23,6 +24,11 @@ class Services:
     events: EventHub
     verifier: KeyVerifier
     documents: PersistedDocuments
+
+    async def stop(self) -> None:
+        """Stop re-checking credentials and close the change stream."""
+        await self.verifier.stop()
+        await self.events.stop()
 
     def context(self, caller: Caller, request_id: str | None = None) -> Context:
         """A resolver context acting for `caller`: its organization, its rights, and, for a
@@ -40,3 +46,10 @@ class Services:
             token=caller.token,
             tokens=self.verifier.tokens,
         )
+
+
+class State(TypedDict):
+    """The lifespan state every request and websocket sees (`request.state["services"]`)."""
+
+    services: Services
+    database: Database

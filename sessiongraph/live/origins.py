@@ -10,6 +10,7 @@ accepted (HTTP 403), an SSE request with 403 FORBIDDEN.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from starlette.requests import HTTPConnection
 
@@ -24,7 +25,7 @@ class OriginPolicy:
         self.any = "*" in origins
         self.allowed = frozenset(origins)
 
-    def allows(self, connection: HTTPConnection) -> bool:
+    def allows(self, connection: HTTPConnection[Any]) -> bool:
         """Whether the request's `Origin`, if it has one, may be served."""
         origin = connection.headers.get("origin")
         if origin is None:
@@ -36,7 +37,7 @@ class OriginPolicy:
         scheme = _HTTP_SCHEMES.get(connection.url.scheme, connection.url.scheme)
         return bool(host) and origin in (f"{scheme}://{host}", f"https://{host}")
 
-    def refusal(self, connection: HTTPConnection) -> str:
+    def refusal(self, connection: HTTPConnection[Any]) -> str:
         """The message refusing the request's origin."""
         origin = connection.headers.get("origin", "")[:200]
         return (

@@ -6,7 +6,7 @@ message's seq as the event `id`, so a reconnecting EventSource sends it back as
 `Last-Event-ID` and resumes after it. While idle, a comment line (`:`) every keep-alive
 interval keeps proxies from timing the response out and finds clients that went away. The
 response starts only once the operation has passed validation and every limit; a refusal
-before that is answered as the JSON path would (see sessiongraph/graphql_http.py).
+before that is answered as the JSON path would (see sessiongraph/live/sse_http.py).
 """
 
 from __future__ import annotations

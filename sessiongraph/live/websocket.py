@@ -14,7 +14,7 @@ from sessiongraph.live.engine import LiveEngine
 from sessiongraph.live.origins import OriginPolicy
 from sessiongraph.live.tracking import Connection
 from sessiongraph.live.websocket_session import WebSocketSession
-from sessiongraph.services import Services
+from sessiongraph.services import State
 
 SESSIONS: dict[str, type[WebSocketSession]] = {
     transport_ws.PROTOCOL: transport_ws.TransportWSSession,
@@ -35,7 +35,7 @@ class GraphQLWebSocket:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         connection = Connection(uuid.uuid4().hex)
-        websocket = WebSocket(scope, receive, send)
+        websocket: WebSocket[State] = WebSocket(scope, receive, send)
         if not self.origins.allows(websocket):
             await websocket.close(POLICY_VIOLATION, self.origins.refusal(websocket))
             return
@@ -45,7 +45,7 @@ class GraphQLWebSocket:
             await websocket.accept()
             await websocket.close(4406, "Subprotocol not acceptable")
             return
-        services: Services = websocket.state.services
+        services = websocket.state["services"]
         # Non-browser clients may authenticate the upgrade request itself.
         authorization = websocket.headers.get("authorization")
         header_caller = None

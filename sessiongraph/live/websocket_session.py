@@ -35,7 +35,7 @@ class Malformed(Exception):
     """A frame that breaks the protocol: the connection closes with 4400 and this reason."""
 
 
-async def receive_json(websocket: WebSocket, connection: Connection) -> Any:
+async def receive_json(websocket: WebSocket[Any], connection: Connection) -> Any:
     """The next frame, decoded; Closed once the connection is gone, Malformed for a
     binary frame or one that is not JSON."""
     message = await websocket.receive()
@@ -110,7 +110,7 @@ class WebSocketSession:
         self,
         engine: LiveEngine,
         services: Services,
-        websocket: WebSocket,
+        websocket: WebSocket[Any],
         connection: Connection,
         header_caller: Caller | None,
     ) -> None:
