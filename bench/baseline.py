@@ -12,11 +12,17 @@ measures), doing the same database work the storage layer does:
   DataLoader, then its first 10 messages with `messages.find({session_id, seq: {$gte, $lte}})`
   sorted by (session_id, seq), batch size expected + 1, the organization checked on each
   message, as `MessageStore.in_ranges` issues it;
-- SessionList: `sessions.find({$and: [{org_id}]}, {phone_number_secrets: 0})` sorted by
-  (created_at, _id) descending with limit first + 1, as `SessionStore.list` issues it;
-- SessionListing: that page, then its sessions' last 5 messages in one
-  `messages.find({$or: [{session_id, seq: {$gte, $lte}}, ...]})`, as the messages DataLoader
-  batches them.
+- SessionList: the newest `first` sessions as `SessionStore.list` reads them for the
+  server's planner (`buildInfo`, as `Database.connect` learns it): on MongoDB ("full")
+  `sessions.find({$and: [{org_id}]}, {phone_number_secrets: 0})` sorted by (created_at, _id)
+  descending with limit first + 1; on SecantusDB ("simple") `find({org_id, created_at:
+  <window>})` with the same sort, in time windows growing back from now until the page is
+  full (`SessionStore._scan`);
+- SessionListing: that page, then its sessions' last 5 messages as the messages DataLoader
+  batches them into `MessageStore.in_ranges`: on MongoDB one `messages.find({$or: [{session_id,
+  seq: {$gte, $lte}}, ...]})`; on SecantusDB one find per session, 8 at a time.
+
+tests/test_bench_baseline.py checks that these are exactly the commands the server sends.
 
 bench/yoga/server.js is the same in Node: GraphQL Yoga over the official driver.
 
@@ -30,6 +36,7 @@ when installed), log level warning.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import os
 import time
@@ -45,6 +52,12 @@ from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+
+from storage.clock import utc_now
+from storage.database import Planner, planner_of
+from storage.messages import PARALLEL_RANGES
+from storage.session_filters import descending_key_bounds
+from storage.sessions import FIRST_WINDOW, LAST_WINDOW, WINDOW_GROWTH, WINDOW_GROWTH_EMPTY
 
 PUBLIC_FIELDS = {"phone_number_secrets": 0}
 KEY_PREFIX = "sg_"
@@ -76,6 +89,7 @@ query SessionListing($first: Int!) {
 }
 """
 LAST_MESSAGES = 5
+NEWEST_FIRST = [("created_at", DESCENDING), ("_id", DESCENDING)]
 
 
 def iso(value: datetime) -> str:
@@ -95,80 +109,101 @@ def _session_fields(doc: dict[str, Any], now: datetime) -> dict[str, Any]:
     }
 
 
-def create_app(uri: str, db_name: str, cache_seconds: float) -> Starlette:
-    collections: dict[str, Any] = {}
-    verified: dict[str, tuple[str, float]] = {}
+class Reads:
+    """The database reads of the benchmark's operations, as the storage layer shapes them for
+    the server's planner (`planner_of`, from `buildInfo`): the same commands, one by one."""
 
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-            uri,
-            tz_aware=True,
-            serverSelectionTimeoutMS=5000,
-            connectTimeoutMS=5000,
-            uuidRepresentation="standard",
-            appname="bench-baseline",
-        )
-        await client.admin.command("hello")
-        db = client.get_database(db_name)
-        collections.update(sessions=db["sessions"], messages=db["messages"], keys=db["api_keys"])
-        try:
-            yield
-        finally:
-            await client.close()
+    def __init__(self, db: Any, planner: Planner) -> None:
+        self.sessions = db["sessions"]
+        self.messages = db["messages"]
+        self.keys = db["api_keys"]
+        self.planner = planner
 
-    async def organization_of(authorization: str | None) -> str | None:
-        scheme, _, key = (authorization or "").strip().partition(" ")
-        key = key.strip()
-        if scheme.lower() != "bearer" or not key.startswith(KEY_PREFIX):
-            return None
-        now = time.monotonic()
-        cached = verified.get(key)
-        if cached is not None and cached[1] > now:
-            return cached[0]
-        doc = await collections["keys"].find_one(
-            {"key_hash": hashlib.sha256(key.encode()).hexdigest(), "revoked_at": None},
-            {"org_id": 1},
-        )
-        if doc is None:
-            return None
-        if cache_seconds > 0:
-            verified[key] = (str(doc["org_id"]), now + cache_seconds)
-        return str(doc["org_id"])
-
-    async def session_doc(org_id: str, session_id: str) -> dict[str, Any] | None:
-        found = await (
-            collections["sessions"]
-            .find({"_id": {"$in": [session_id]}, "org_id": org_id}, PUBLIC_FIELDS)
-            .to_list(None)
-        )
+    async def session_doc(self, org_id: str, session_id: str) -> dict[str, Any] | None:
+        found = await self.sessions.find(
+            {"_id": {"$in": [session_id]}, "org_id": org_id}, PUBLIC_FIELDS
+        ).to_list(None)
         return found[0] if found else None
 
     async def in_ranges(
-        org_id: str, ranges: list[tuple[str, int, int]]
+        self, org_id: str, ranges: list[tuple[str, int, int]]
     ) -> dict[str, list[dict[str, Any]]]:
+        """`MessageStore.in_ranges`: one `$or` on a "full" planner, a command per range (8
+        at a time) on a "simple" one, which scans the collection for an `$or`."""
         wanted = [(sid, lo, hi) for sid, lo, hi in ranges if lo <= hi]
         if not wanted:
             return {}
-        clauses = [{"session_id": sid, "seq": {"$gte": lo, "$lte": hi}} for sid, lo, hi in wanted]
-        cursor = (
-            collections["messages"]
-            .find(clauses[0] if len(clauses) == 1 else {"$or": clauses})
-            .sort([("session_id", ASCENDING), ("seq", ASCENDING)])
-            .batch_size(sum(hi - lo + 1 for _, lo, hi in wanted) + 1)
-        )
+        if self.planner == "simple" and len(wanted) > 1:
+            turns = asyncio.Semaphore(PARALLEL_RANGES)
+
+            async def one_range(one: tuple[str, int, int]) -> list[dict[str, Any]]:
+                async with turns:
+                    return await self._in_ranges([one])
+
+            pages = await asyncio.gather(*(one_range(one) for one in wanted))
+            docs = [doc for page in pages for doc in page]
+        else:
+            docs = await self._in_ranges(wanted)
         found: dict[str, list[dict[str, Any]]] = {}
-        for m in await cursor.to_list(None):
+        for m in docs:
             if m["org_id"] == org_id:
                 found.setdefault(m["session_id"], []).append(m)
         return found
 
-    async def session_by_id(org_id: str, session_id: str) -> dict[str, Any] | None:
-        doc = await session_doc(org_id, session_id)
+    async def _in_ranges(self, wanted: list[tuple[str, int, int]]) -> list[dict[str, Any]]:
+        clauses = [{"session_id": sid, "seq": {"$gte": lo, "$lte": hi}} for sid, lo, hi in wanted]
+        cursor = (
+            self.messages.find(clauses[0] if len(clauses) == 1 else {"$or": clauses})
+            .sort([("session_id", ASCENDING), ("seq", ASCENDING)])
+            .batch_size(sum(hi - lo + 1 for _, lo, hi in wanted) + 1)
+        )
+        docs: list[dict[str, Any]] = await cursor.to_list(None)
+        return docs
+
+    async def session_docs(self, org_id: str, first: int, now: datetime) -> list[dict[str, Any]]:
+        """The newest `first` sessions: `SessionStore.list` unfiltered, as one `$and` query
+        on a "full" planner, in growing time windows back from `now` on a "simple" one."""
+        if self.planner == "simple":
+            return (await self._scan(org_id, first + 1, now))[:first]
+        cursor = (
+            self.sessions.find({"$and": [{"org_id": org_id}]}, PUBLIC_FIELDS)
+            .sort(NEWEST_FIRST)
+            .limit(first + 1)
+        )
+        docs: list[dict[str, Any]] = (await cursor.to_list(None))[:first]
+        return docs
+
+    async def _scan(self, org_id: str, wanted: int, now: datetime) -> list[dict[str, Any]]:
+        """`SessionStore._scan` from the start of an unfiltered page, newest first."""
+
+        async def page(created_at: dict[str, datetime], n: int) -> list[dict[str, Any]]:
+            match = {"org_id": org_id, "created_at": created_at}
+            docs: list[dict[str, Any]] = await (
+                self.sessions.find(match, PUBLIC_FIELDS).sort(NEWEST_FIRST).limit(n).to_list(None)
+            )
+            return docs
+
+        found: list[dict[str, Any]] = []
+        edge: datetime | None = None
+        span = FIRST_WINDOW
+        while len(found) < wanted:
+            if span > LAST_WINDOW:
+                bound = {} if edge is None else descending_key_bounds({"$lt": edge})
+                return found + await page(bound, wanted - len(found))
+            far = (edge or now) - span
+            window = {"$gte": far} if edge is None else {"$lt": edge, "$gte": far}
+            got = await page(descending_key_bounds(window), wanted - len(found))
+            found += got
+            edge = far
+            span *= WINDOW_GROWTH if got else WINDOW_GROWTH_EMPTY
+        return found
+
+    async def session_by_id(self, org_id: str, session_id: str) -> dict[str, Any] | None:
+        doc = await self.session_doc(org_id, session_id)
         if doc is None:
             return None
         hi = min(FIRST_MESSAGES, doc["message_count"])
-        messages = (await in_ranges(org_id, [(session_id, 1, hi)])).get(session_id, [])
+        messages = (await self.in_ranges(org_id, [(session_id, 1, hi)])).get(session_id, [])
         session = _session_fields(doc, datetime.now(UTC))
         session["messages"] = {
             "nodes": [
@@ -184,12 +219,12 @@ def create_app(uri: str, db_name: str, cache_seconds: float) -> Starlette:
         }
         return session
 
-    async def session_messages(org_id: str, session_id: str) -> dict[str, Any] | None:
-        doc = await session_doc(org_id, session_id)
+    async def session_messages(self, org_id: str, session_id: str) -> dict[str, Any] | None:
+        doc = await self.session_doc(org_id, session_id)
         if doc is None:
             return None
         hi = min(FIRST_MESSAGES, doc["message_count"])
-        messages = (await in_ranges(org_id, [(session_id, 1, hi)])).get(session_id, [])
+        messages = (await self.in_ranges(org_id, [(session_id, 1, hi)])).get(session_id, [])
         active = doc["status"] == "active" and doc["expires_at"] > datetime.now(UTC)
         return {
             "id": doc["_id"],
@@ -203,29 +238,19 @@ def create_app(uri: str, db_name: str, cache_seconds: float) -> Starlette:
             },
         }
 
-    async def session_docs(org_id: str, first: int) -> list[dict[str, Any]]:
-        cursor = (
-            collections["sessions"]
-            .find({"$and": [{"org_id": org_id}]}, PUBLIC_FIELDS)
-            .sort([("created_at", DESCENDING), ("_id", DESCENDING)])
-            .limit(first + 1)
-        )
-        docs: list[dict[str, Any]] = (await cursor.to_list(None))[:first]
-        return docs
-
-    async def session_list(org_id: str, first: int) -> dict[str, Any]:
-        docs = await session_docs(org_id, first)
-        now = datetime.now(UTC)
+    async def session_list(self, org_id: str, first: int) -> dict[str, Any]:
+        now = utc_now()
+        docs = await self.session_docs(org_id, first, now)
         return {"nodes": [_session_fields(doc, now) for doc in docs]}
 
-    async def session_listing(org_id: str, first: int) -> dict[str, Any]:
-        docs = await session_docs(org_id, first)
+    async def session_listing(self, org_id: str, first: int) -> dict[str, Any]:
+        now = utc_now()
+        docs = await self.session_docs(org_id, first, now)
         ranges = [
             (d["_id"], max(1, d["message_count"] - LAST_MESSAGES + 1), d["message_count"])
             for d in docs
         ]
-        found = await in_ranges(org_id, ranges)
-        now = datetime.now(UTC)
+        found = await self.in_ranges(org_id, ranges)
         nodes = []
         for doc in docs:
             fields = _session_fields(doc, now)
@@ -243,6 +268,48 @@ def create_app(uri: str, db_name: str, cache_seconds: float) -> Starlette:
             nodes.append(fields)
         return {"nodes": nodes}
 
+
+def create_app(uri: str, db_name: str, cache_seconds: float) -> Starlette:
+    state: dict[str, Reads] = {}
+    verified: dict[str, tuple[str, float]] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            uri,
+            tz_aware=True,
+            serverSelectionTimeoutMS=5000,
+            connectTimeoutMS=5000,
+            uuidRepresentation="standard",
+            appname="bench-baseline",
+        )
+        await client.admin.command("hello")
+        planner = planner_of(await client.admin.command("buildInfo"))
+        state["reads"] = Reads(client.get_database(db_name), planner)
+        try:
+            yield
+        finally:
+            await client.close()
+
+    async def organization_of(authorization: str | None) -> str | None:
+        scheme, _, key = (authorization or "").strip().partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not key.startswith(KEY_PREFIX):
+            return None
+        now = time.monotonic()
+        cached = verified.get(key)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        doc = await state["reads"].keys.find_one(
+            {"key_hash": hashlib.sha256(key.encode()).hexdigest(), "revoked_at": None},
+            {"org_id": 1},
+        )
+        if doc is None:
+            return None
+        if cache_seconds > 0:
+            verified[key] = (str(doc["org_id"]), now + cache_seconds)
+        return str(doc["org_id"])
+
     async def graphql(request: Request) -> Response:
         org_id = await organization_of(request.headers.get("authorization"))
         if org_id is None:
@@ -254,14 +321,15 @@ def create_app(uri: str, db_name: str, cache_seconds: float) -> Starlette:
         variables = body.get("variables") or {}
         operation = body.get("operationName")
         data: dict[str, Any]
+        reads = state["reads"]
         if operation == "SessionById":
-            data = {"session": await session_by_id(org_id, variables["id"])}
+            data = {"session": await reads.session_by_id(org_id, variables["id"])}
         elif operation == "SessionMessages":
-            data = {"session": await session_messages(org_id, variables["id"])}
+            data = {"session": await reads.session_messages(org_id, variables["id"])}
         elif operation == "SessionList":
-            data = {"sessions": await session_list(org_id, variables["first"])}
+            data = {"sessions": await reads.session_list(org_id, variables["first"])}
         elif operation == "SessionListing":
-            data = {"sessions": await session_listing(org_id, variables["first"])}
+            data = {"sessions": await reads.session_listing(org_id, variables["first"])}
         else:
             return Response(b'{"errors":[{"message":"unknown operation"}]}', 400)
         return Response(orjson.dumps({"data": data}), media_type="application/json")

@@ -32,7 +32,7 @@ import uvicorn
 from pymongo import monitoring
 
 from sessiongraph.embedded import EmbeddedDatabase, free_port
-from storage import ApiKeyStore, Database
+from storage import ApiKeyStore, Database, NewSession
 
 RESULTS = Path(__file__).parent / "results"
 WRK_MISSING = (
@@ -119,6 +119,16 @@ class Bench:
     servers: list[Server] = field(default_factory=list)
     db_pid: int | None = None
     """The SecantusDB process started for the run (None with MONGODB_URI)."""
+    db: Database | None = None
+    """A connection of the bench's own, for the database's counters (`reads_so_far`)."""
+
+    async def reads_so_far(self) -> int:
+        """Queries and getMores the database has answered so far (serverStatus opcounters),
+        whoever sent them: a server measured alone sends nearly all of them."""
+        if self.db is None:
+            return 0
+        counters = (await self.db.client.admin.command("serverStatus"))["opcounters"]
+        return int(counters.get("query", 0)) + int(counters.get("getmore", 0))
 
     def environment(self, **env: str) -> dict[str, str]:
         """The environment of a server process on this database."""
@@ -218,7 +228,7 @@ async def bench() -> AsyncIterator[Bench]:
     try:
         await db.ensure_indexes()
         _, key = await ApiKeyStore(db).create("bench", "bench")
-        yield Bench(uri, db_name, key, db_pid=db_pid)
+        yield Bench(uri, db_name, key, db_pid=db_pid, db=db)
     finally:
         await db.client.drop_database(db_name)
         await db.close()
@@ -391,6 +401,7 @@ async def load(
 ) -> dict[str, Any]:
     """One wrk run against `server` with the bench's key, with the CPU time the server, the
     database (when started here) and wrk spent per request."""
+    reads = await b.reads_so_far()
     server_cpu = server.cpu_seconds()
     db_cpu = cpu_seconds(b.db_pid) if b.db_pid else 0.0
     result = await wrk(
@@ -407,6 +418,7 @@ async def load(
     if b.db_pid:
         result["db_cpu_ms_per_request"] = (cpu_seconds(b.db_pid) - db_cpu) * 1000 / requests
     result["wrk_cpu_ms_per_request"] = result["wrk_cpu_s"] * 1000 / requests
+    result["db_reads_per_request"] = (await b.reads_so_far() - reads) / requests
     return result
 
 
@@ -486,3 +498,18 @@ class CommandCounter(monitoring.CommandListener):
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         pass
+
+
+def plain_session(name: str) -> NewSession:
+    """A new active session of an hour with nothing but its name, as the storage benches store."""
+    return {
+        "name": name,
+        "status": "active",
+        "expiration_seconds": 3600,
+        "assistant_id": None,
+        "assistant": None,
+        "customer": None,
+        "phone_number_id": None,
+        "phone_number": None,
+        "phone_number_secrets": None,
+    }

@@ -15,9 +15,12 @@ process:
 All three must give the same `data` for the first bodies of each operation before anything is
 measured. wrk (one thread) POSTs each operation for a fixed time over a fixed number of
 keep-alive connections; runs alternate between the servers (the order rotating each run).
-Reported per server: requests/s, latency and **server CPU per request** (the process's
-utime + stime over its run ÷ requests), the robust figure on a shared machine; and the ratios
-sessiongraph ÷ baseline and sessiongraph ÷ Yoga of the medians of runs.
+Reported per server: requests/s, latency, **server CPU per request** (the process's
+utime + stime over its run ÷ requests), the robust figure on a shared machine, and the
+database's reads per request (its serverStatus query + getMore counters over the run; the
+servers take turns, so each run's reads are nearly all its server's): equal figures say the
+peers do the same database work. And the ratios sessiongraph ÷ baseline and sessiongraph ÷
+Yoga of the medians of runs. With --before, the baseline of that tree runs too.
 
 Operations (by session id, rotating over --rotate sessions; lists ask for 20):
   SessionMessages  session(id) { id name status messages(first: 10) { nodes { seq content } } }
@@ -166,10 +169,14 @@ async def latency_check(b: Bench, body: str, seconds: float) -> list[dict[str, A
     return results
 
 
-def _baseline(b: Bench) -> Any:
+def _baseline(b: Bench, source: str | None = None) -> Any:
+    """The baseline (bench/baseline.py), or the one of another source tree."""
     port = free_port()
-    argv = [sys.executable, "-m", "bench.baseline", "--port", str(port)]
-    return spawn(argv, port, b.environment())
+    # -P: not this directory first on the path, so that `source` is imported.
+    argv = [sys.executable, "-P", "-m", "bench.baseline", "--port", str(port)]
+    env = b.environment()
+    env["PYTHONPATH"] = source if source is not None else str(Path(__file__).parent.parent)
+    return spawn(argv, port, env)
 
 
 def _yoga(b: Bench) -> Any:
@@ -276,6 +283,9 @@ async def main() -> None:
         if args.before:
             served = _served_by(b, sys.executable, source=args.before)
             targets["sessiongraph before"] = await stack.enter_async_context(served)
+            targets["baseline before"] = await stack.enter_async_context(
+                _baseline(b, source=args.before)
+            )
         if args.otel:
             sink = await stack.enter_async_context(_otlp_sink(b))
             sink_url = sink.url.removesuffix("/graphql")
@@ -345,6 +355,7 @@ async def main() -> None:
                         f"{result['requests_per_s']:7.0f} req/s  p50 {result['p50_ms']:6.1f} ms  "
                         f"p99 {result['p99_ms']:6.1f} ms  "
                         f"CPU {result['server_cpu_ms_per_request']:5.2f} ms/req  "
+                        f"db reads {result['db_reads_per_request']:5.2f}/req  "
                         f"errors {result['errors']}"
                     )
         memory = {name: server.memory_kib()[1] / 1024 for name, server in targets.items()}
@@ -365,7 +376,7 @@ def _report(
     rows = []
     ratio_rows = []
     results: dict[str, Any] = {}
-    peers = [name for name in targets if name in ("baseline", "yoga")]
+    peers = [name for name in targets if name in ("baseline", "yoga", "baseline before")]
     others = [name for name in targets if name.startswith("sessiongraph ")]  # vs this one
     for op in operations:
         summary = {name: median_of(runs[op][name]) for name in targets}
@@ -374,7 +385,8 @@ def _report(
             s = summary[name]
             rows.append(
                 [op, name, s["requests_per_s"], s["p50_ms"], s["p99_ms"],
-                 s["server_cpu_ms_per_request"], s.get("db_cpu_ms_per_request", "-")]
+                 s["server_cpu_ms_per_request"], s.get("db_cpu_ms_per_request", "-"),
+                 f"{s['db_reads_per_request']:.2f}"]
             )  # fmt: skip
         for peer in peers:
             rps, rps_runs = _ratios(runs[op], "sessiongraph", peer, "requests_per_s")
@@ -405,7 +417,16 @@ def _report(
     print_table(
         f"HTTP load (median of {args.runs} runs; wrk {args.threads} thread, "
         f"{args.connections} connections, {args.duration:g} s)",
-        ["operation", "server", "req/s", "p50 ms", "p99 ms", "srv CPU ms/req", "db CPU ms/req"],
+        [
+            "operation",
+            "server",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            "srv CPU ms/req",
+            "db CPU ms/req",
+            "db reads/req",
+        ],
         rows,
     )
     print_table(

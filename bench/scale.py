@@ -47,6 +47,9 @@ LISTING_20_LAST_5 = """{ sessions(first: 20) { nodes { id name status messageCou
   messages(last: 5) { nodes { seq role content } } } } }"""
 NEXT_PAGE = """query Next($after: String!) { sessions(first: 20, after: $after) {
   nodes { id name } pageInfo { hasNextPage endCursor } } }"""
+CREATE_SESSION = """mutation Create($name: String!) { createSession(input: {name: $name,
+  messages: [{user: {content: "hello"}}, {user: {content: "again"}}]}) { id } }"""
+DELETE_SESSION = "mutation Delete($id: ID!) { deleteSession(id: $id) { id } }"
 CONSOLE_SESSIONS = """query ConsoleSessions($first: Int!) {
   sessions(first: $first, orderBy: {field: UPDATED_AT, direction: DESC}) {
     totalCount
@@ -185,6 +188,47 @@ async def timed(
     }
 
 
+async def timed_writes(
+    http: httpx.AsyncClient, url: str, repeat: int, pids: tuple[int, int | None]
+) -> list[dict[str, Any]]:
+    """`createSession` (two messages) `repeat` times, then `deleteSession` of each created,
+    each timed as `timed` times a read, after one warm-up of each."""
+    server_pid, db_pid = pids
+    rows = []
+    created: list[str] = []
+    for name, count in (("createSession with 2 messages", repeat + 1), ("deleteSession", 0)):
+        times = []
+        server_cpu, db_cpu = 0.0, 0.0
+        steps = count or len(created)
+        for step in range(steps):
+            if step == 1:  # after the warm-up
+                server_cpu = cpu_seconds(server_pid)
+                db_cpu = cpu_seconds(db_pid) if db_pid is not None else 0.0
+            if count:
+                body = {"query": CREATE_SESSION, "variables": {"name": f"write {step}"}}
+            else:
+                body = {"query": DELETE_SESSION, "variables": {"id": created[step]}}
+            started = time.perf_counter()
+            data = check_data((await http.post(url, json=body)).json())
+            if step:
+                times.append((time.perf_counter() - started) * 1000)
+            if count:
+                created.append(data["createSession"]["id"])
+        server_ms = (cpu_seconds(server_pid) - server_cpu) * 1000 / len(times)
+        db_ms = (cpu_seconds(db_pid) - db_cpu) * 1000 / len(times) if db_pid is not None else 0.0
+        rows.append(
+            {
+                "read": name,
+                "median_ms": round(statistics.median(times), 1),
+                "p90_ms": round(percentile(times, 90), 1),
+                "server_cpu_ms": round(server_ms, 1),
+                "db_cpu_ms": round(db_ms, 1),
+                "cpu_ms": round(server_ms + db_ms, 1),
+            }
+        )
+    return rows
+
+
 async def measure(b: Bench, args: argparse.Namespace) -> list[dict[str, Any]]:
     async with b.server(SESSIONGRAPH_RATE_LIMIT_PER_SECOND="0") as server, b.client() as http:
         url = server.url
@@ -226,6 +270,8 @@ async def measure(b: Bench, args: argparse.Namespace) -> list[dict[str, Any]]:
             rows.append(
                 {"read": name, **await timed(http, url, query, variables, args.repeat, pids)}
             )
+        if args.writes:
+            rows += await timed_writes(http, url, args.repeat, (server.pid, b.db_pid))
         return rows
 
 
@@ -236,6 +282,11 @@ async def main() -> None:
     parser.add_argument("--orgs", type=int, default=5, help="organizations of equal size")
     parser.add_argument("--repeat", type=int, default=15, help="timed requests per read")
     parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument(
+        "--writes",
+        action="store_true",
+        help="also time createSession and deleteSession (each session created is deleted)",
+    )
     parser.add_argument("--label", default="", help="a name for this run in the results file")
     args = parser.parse_args()
     async with bench() as b:

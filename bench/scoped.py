@@ -22,8 +22,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
-from bench.harness import bench, print_table, write_result
-from storage import Database, NewSession, SessionQuery, SessionStore
+from bench.harness import bench, plain_session, print_table, write_result
+from storage import Database, SessionQuery, SessionStore
 from storage.scope import ScopedSessionStore
 
 ORG = "bench-scoped"
@@ -35,18 +35,7 @@ async def seed(store: SessionStore, sessions: int) -> list[str]:
     ids: list[str] = []
     for index in range(sessions):
         org_id = ORG if index % 2 == 0 else OTHER_ORG
-        new: NewSession = {
-            "name": f"s{index % 7}",
-            "status": "active",
-            "expiration_seconds": 3600,
-            "assistant_id": None,
-            "assistant": None,
-            "customer": None,
-            "phone_number_id": None,
-            "phone_number": None,
-            "phone_number_secrets": None,
-        }
-        record, _ = await store.create(org_id, new, [])
+        record, _ = await store.create(org_id, plain_session(f"s{index % 7}"), [])
         if org_id == ORG:
             ids.append(record["id"])
     return ids

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import strawberry
 
@@ -15,6 +15,19 @@ if TYPE_CHECKING:
     from resolvers.tokens import TokenIssuer
     from storage import MessageStore, SessionStore
     from storage.events import EventHub
+
+
+class CostBudget(Protocol):
+    """The budget an operation is charged its estimated cost from (the caller's key's
+    points, sessiongraph/rate_limit.py), by the schema's guard before it executes."""
+
+    def charge(self, cost: int) -> float:
+        """Charge `cost`: 0 when granted, else the seconds until it can be afforded."""
+        ...
+
+    def report(self) -> dict[str, Any]:
+        """What the answer's `extensions.cost` says of the charge and the budget."""
+        ...
 
 
 @dataclass(slots=True)
@@ -47,6 +60,8 @@ class Context:
     token: bool = False
     """Whether the caller holds an access token rather than an API key."""
     tokens: TokenIssuer | None = None
+    budget: CostBudget | None = None
+    """What the operation is charged from; None: rate limiting is off."""
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:

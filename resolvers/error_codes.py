@@ -53,8 +53,9 @@ class ErrorCode(StrEnum):
     )
     RATE_LIMITED = (
         "RATE_LIMITED",
-        "HTTP 429 with `Retry-After` (and `retryAfter`, in seconds): the API key used up its "
-        "request budget; nothing was applied.",
+        "HTTP 429 with `Retry-After` (and `retryAfter`, in seconds): the API key (with its "
+        "access tokens) has used up its request ceiling or cannot afford the operation's cost "
+        "in points (see Rate limits); nothing was applied.",
     )
     UNAUTHENTICATED = (
         "UNAUTHENTICATED",

@@ -7,6 +7,7 @@ a bug: it is logged with the request id and reaches the client as INTERNAL_SERVE
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -62,6 +63,21 @@ class CursorExpired(ApiError):
 
 class FeedUnavailable(ApiError):
     code = ErrorCode.FEED_UNAVAILABLE
+
+
+class RateLimited(ApiError):
+    code = ErrorCode.RATE_LIMITED
+
+
+def rate_limited(wait: float, cost: int | None = None) -> RateLimited:
+    """The refusal of a request (or, with its `cost`, an operation) its API key cannot
+    afford for `wait` seconds; `retryAfter` is that in whole seconds, at least 1."""
+    retry_after = max(1, math.ceil(wait))
+    if cost is None:
+        message = "Too many requests for this API key"
+    else:
+        message = f"This operation costs {cost} points, more than this API key has left"
+    return RateLimited(f"{message}; retry in {retry_after} s.", retryAfter=retry_after)
 
 
 def _echo(value: Any, path: str) -> str:

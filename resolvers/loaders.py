@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from strawberry.dataloader import DataLoader
 
@@ -36,17 +37,28 @@ def is_record_id(value: str) -> bool:
 
 
 class Loaders:
-    """The loaders of one request, scoped to the caller's organization."""
+    """The loaders of one request, scoped to the caller's organization. Each is made when
+    first used (most requests use one or two): a request pays only for what it reads."""
 
     def __init__(self, org_id: str, sessions: SessionStore, messages: MessageStore) -> None:
         self._org_id = org_id
         self._sessions = sessions
         self._messages = messages
-        self.session_by_id = DataLoader[str, SessionRecord | None](self._load_sessions_by_id)
-        self.messages_by_seq_range = DataLoader[SeqRange, list[MessageRecord]](
-            self._load_messages_by_seq_range
-        )
-        self.node_by_id = DataLoader[str, SessionNode | MessageNode | None](self._load_nodes_by_id)
+
+    @cached_property
+    def session_by_id(self) -> DataLoader[str, SessionRecord | None]:
+        """Sessions by id, N of them in one command."""
+        return DataLoader(self._load_sessions_by_id)
+
+    @cached_property
+    def messages_by_seq_range(self) -> DataLoader[SeqRange, list[MessageRecord]]:
+        """Messages by (session id, first seq, last seq), N sessions' ranges in one batch."""
+        return DataLoader(self._load_messages_by_seq_range)
+
+    @cached_property
+    def node_by_id(self) -> DataLoader[str, SessionNode | MessageNode | None]:
+        """Sessions and messages by id, for `node(id:)` and `nodes(ids:)`."""
+        return DataLoader(self._load_nodes_by_id)
 
     async def _load_sessions_by_id(self, keys: Sequence[str]) -> list[SessionRecord | None]:
         found = await self._sessions.get_many(self._org_id, list(keys))

@@ -309,7 +309,10 @@ class CostLimit:
 
     def errors(self, context: ExecutionContext) -> list[GraphQLError] | None:
         """The rejection of the operation of ``context`` (parsed and valid), or None."""
-        cost = self.cost(context)
+        return self.rejection(self.cost(context))
+
+    def rejection(self, cost: int) -> list[GraphQLError] | None:
+        """The rejection of an operation of estimated ``cost``, or None."""
         if cost <= self.max_cost:
             return None
         return [

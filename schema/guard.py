@@ -3,7 +3,8 @@
 Strawberry enters every hook of every extension as a context manager on every request, so
 these guards, once seven extensions, are one, with a hook per phase. What each does is
 unchanged: the parse and validation caches (bounded), the token, depth and alias limits
-(and no introspection when it is off), the cost limit, error coding and masking, and the
+(and no introspection when it is off), the cost limit and the charge of that cost to the
+caller's rate-limit budget (reported in `extensions.cost`), error coding and masking, and the
 report of each query and mutation to the metrics, and the signal that an operation starts
 executing (for SSE, which answers refusals with an HTTP status).
 """
@@ -19,8 +20,11 @@ from typing import Any
 from graphql import ASTValidationRule, DocumentNode, GraphQLError, GraphQLSchema
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
+from strawberry.types.graphql import OperationType
 
+from resolvers.context import CostBudget
 from resolvers.error_codes import ErrorCode
+from resolvers.errors import rate_limited
 from schema.cost import CostLimit
 from schema.documents import parsed_document
 from schema.errors import presented_errors
@@ -114,7 +118,8 @@ class OperationGuard(SchemaExtension):
             else:
                 context.pre_execution_errors = validate_document(schema, document, rules)
         if document is not None and not context.pre_execution_errors:
-            rejected = self.guards.cost.errors(context)
+            cost = self.guards.cost.cost(context)
+            rejected = self.guards.cost.rejection(cost) or _unaffordable(context.context, cost)
             if rejected:
                 context.pre_execution_errors = rejected
         yield
@@ -127,8 +132,24 @@ class OperationGuard(SchemaExtension):
             started()
         yield
 
+    def get_results(self) -> dict[str, Any]:
+        # A query's or mutation's answer reports its charge; a subscription's events do not.
+        context = self.execution_context
+        budget: CostBudget | None = getattr(context.context, "budget", None)
+        report = budget.report() if budget is not None else None
+        if report is None or report["requested"] is None:
+            return {}
+        return {} if context.operation_type is OperationType.SUBSCRIPTION else {"cost": report}
+
     def on_stream_result(self, result: Any) -> Iterator[None]:
         errors = getattr(result, "errors", None)
         if errors:
             result.errors = presented_errors(self.execution_context, errors, result)
         yield
+
+
+def _unaffordable(context: Any, cost: int) -> list[GraphQLError] | None:
+    """The refusal of an operation its caller's budget cannot afford now (charged else)."""
+    budget: CostBudget | None = getattr(context, "budget", None)
+    wait = budget.charge(cost) if budget is not None else 0
+    return [rate_limited(wait, cost)] if wait > 0 else None

@@ -110,6 +110,9 @@ _TYPE_NAMES: dict[type, str] = {
 }
 
 
+_ROLES: dict[str, MessageRole] = {role.value: role for role in MessageRole}
+
+
 def message_from_record(record: MessageRecord) -> Message:
     """The GraphQL message for a stored one."""
     data: dict[str, Any] = record  # type: ignore[assignment]
@@ -119,7 +122,9 @@ def message_from_record(record: MessageRecord) -> Message:
         "id": data["id"],
         "session_id": data["session_id"],
         "seq": data["seq"],
-        "role": MessageRole(role),
+        # A dictionary lookup, not the enum's call (10 messages a page); a stored value it
+        # does not know still fails as the call would.
+        "role": _ROLES.get(role) or MessageRole(role),
         "content": get("content", get("message")),
         "created_at": data["created_at"],
         "metadata": get("metadata"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
 import strawberry
 from strawberry.scalars import JSON
@@ -10,6 +11,16 @@ from strawberry.types.scalar import ScalarDefinition
 
 
 def _serialize(value: datetime) -> str:
+    if type(value) is datetime:
+        return _utc_text(value)
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@lru_cache(maxsize=4096)
+def _utc_text(value: datetime) -> str:
+    # Remembered: the same instants (a transcript's times, a session's) are read again and
+    # again, and formatting one costs several times the lookup. Equal instants in other
+    # zones are equal keys with the same UTC text.
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

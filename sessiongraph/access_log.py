@@ -58,24 +58,25 @@ class AccessLog:
             seconds = time.perf_counter() - started
             if self.metrics is not None:
                 self.metrics.http_answered(scope, status, seconds)
-            duration_ms = round(seconds * 1000, 2)
-            client = scope.get("client")
-            log.info(
-                "%s %s %s %.2f ms request %s",
-                scope["method"],
-                scope["path"],
-                status,
-                duration_ms,
-                request_id,
-                extra={
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": duration_ms,
-                    "request_id": request_id,
-                    "client": client[0] if client else None,
-                },
-            )
+            if log.isEnabledFor(logging.INFO):
+                duration_ms = round(seconds * 1000, 2)
+                client = scope.get("client")
+                log.info(
+                    "%s %s %s %.2f ms request %s",
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    duration_ms,
+                    request_id,
+                    extra={
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "duration_ms": duration_ms,
+                        "request_id": request_id,
+                        "client": client[0] if client else None,
+                    },
+                )
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

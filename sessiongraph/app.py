@@ -35,7 +35,7 @@ from sessiongraph.live.engine import LiveEngine
 from sessiongraph.live.origins import OriginPolicy
 from sessiongraph.live.websocket import GraphQLWebSocket
 from sessiongraph.metrics import Metrics
-from sessiongraph.rate_limit import RateLimit
+from sessiongraph.rate_limit import PointBudgets, RateLimit
 from sessiongraph.services import Services, State
 from sessiongraph.settings import Settings, secret_keys
 from sessiongraph.tokens import AccessTokens, development_token_secret
@@ -233,6 +233,7 @@ async def start_services(db: Database, parts: Parts) -> Services:
         events=events,
         verifier=KeyVerifier(keys, settings.auth_cache_seconds, tokens=access_tokens(settings)),
         documents=PersistedDocuments(PersistedDocumentStore(db), settings.trusted_documents),
+        budgets=point_budgets(settings),
     )
     services.verifier.on_revoked(parts.live.end_revoked)
     services.verifier.start()
@@ -251,3 +252,11 @@ def access_tokens(settings: Settings) -> AccessTokens | None:
             development_token_secret(settings.dev_key_file.with_name(DEV_TOKEN_SECRET_FILE))
         )
     return None
+
+
+def point_budgets(settings: Settings) -> PointBudgets | None:
+    """The points budgets of the keys, or None when rate limiting or its points are off."""
+    points = settings.rate_limit_points_per_second
+    if settings.rate_limit_per_second <= 0 or points <= 0:
+        return None
+    return PointBudgets(points, settings.rate_limit_points_burst)

@@ -99,6 +99,16 @@ class KeyVerifier:
             _remember(self._key_live, live[0], (True, now + self._ttl), self._max)
         return caller
 
+    def known_key_id(self, credential: str) -> str | None:
+        """The id of the API key behind `credential` when known without I/O: an access
+        token's (its signature checked, not its key's liveness) or a recently verified
+        key's; None otherwise. Names a rate-limit bucket; it does not authenticate."""
+        if is_access_token(credential):
+            claims = self.tokens.verify(credential) if self.tokens is not None else None
+            return None if claims is None else claims.key_id
+        cached = self._cache.get(credential)
+        return cached[0].key_id if cached is not None else None
+
     async def _token_caller(self, token: str) -> Caller | None:
         if self.tokens is None:
             return None

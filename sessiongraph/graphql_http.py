@@ -53,6 +53,7 @@ from sessiongraph.http_request import (
     names_document,
     post_fields,
     query_fields,
+    rate_limited_retry,
     respond,
     timed_out,
 )
@@ -256,6 +257,11 @@ class GraphQLHTTP:
             body["data"] = result.data
         if result.errors:
             body["errors"] = [_formatted(e) for e in result.errors]
+            retry_after = rate_limited_retry(body["errors"])
+            if retry_after is not None:
+                status, headers = 429, {"Retry-After": str(retry_after)}
+        if result.extensions:
+            body["extensions"] = result.extensions
         return respond(body, status, media_type, request_id, headers)
 
     async def _execute(

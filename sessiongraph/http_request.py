@@ -5,6 +5,8 @@ its time bound, and `HttpProblem`, a request refused with its status and code.""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -130,6 +132,20 @@ def _json_parameter(value: str | None, name: str) -> Any:
         ) from None
 
 
+@contextmanager
+def unavailable_as_problem() -> Iterator[None]:
+    """Within the block, a database that cannot be reached is HttpProblem 503 with
+    Retry-After; every other error passes through."""
+    try:
+        yield
+    except Exception as error:
+        if not is_database_unavailable(error):
+            raise
+        raise HttpProblem(
+            503, ErrorCode.SERVICE_UNAVAILABLE, UNAVAILABLE_MESSAGE, RETRY_AFTER
+        ) from None
+
+
 async def caller_of(request: Request[State], *, query_token: bool = False) -> Caller:
     """The caller of the request's API key or access token, or HttpProblem 401/503.
     With `query_token` (SSE), an access token may come in the `access_token` query
@@ -146,14 +162,8 @@ async def caller_of(request: Request[State], *, query_token: bool = False) -> Ca
                 str(refused),
                 {"WWW-Authenticate": 'Bearer realm="sessiongraph"'},
             ) from None
-    try:
+    with unavailable_as_problem():
         caller = await services.verifier.caller_of(credential)
-    except Exception as error:
-        if not is_database_unavailable(error):
-            raise
-        raise HttpProblem(
-            503, ErrorCode.SERVICE_UNAVAILABLE, UNAVAILABLE_MESSAGE, RETRY_AFTER
-        ) from None
     if caller is None:
         raise HttpProblem(
             401,
@@ -192,3 +202,13 @@ def respond(
         media_type=media_type,
         headers={"X-Request-ID": request_id, **(headers or {})},
     )
+
+
+def rate_limited_retry(errors: list[dict[str, Any]]) -> int | None:
+    """The seconds to retry after (HTTP 429), when the operation was refused for its key's
+    rate (schema/guard.py); None for any other errors."""
+    extensions = errors[0].get("extensions") if len(errors) == 1 else None
+    if not isinstance(extensions, dict) or extensions.get("code") != ErrorCode.RATE_LIMITED:
+        return None
+    retry_after = extensions.get("retryAfter")
+    return retry_after if isinstance(retry_after, int) else None

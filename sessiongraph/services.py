@@ -9,6 +9,7 @@ from typing import TypedDict
 from resolvers.context import Context
 from sessiongraph.auth import Caller, KeyVerifier
 from sessiongraph.documents import PersistedDocuments
+from sessiongraph.rate_limit import PointBudgets
 from storage import Database, MessageStore, SessionStore
 from storage.events import EventHub
 from storage.scope import ScopedMessageStore, ScopedSessionStore
@@ -16,14 +17,15 @@ from storage.scope import ScopedMessageStore, ScopedSessionStore
 
 @dataclass(frozen=True, slots=True)
 class Services:
-    """The stores, the event hub, the key verifier and the persisted documents of the
-    running app."""
+    """The stores, the event hub, the key verifier, the persisted documents and the
+    points budgets (None: rate limiting is off) of the running app."""
 
     sessions: SessionStore
     messages: MessageStore
     events: EventHub
     verifier: KeyVerifier
     documents: PersistedDocuments
+    budgets: PointBudgets | None = None
 
     async def stop(self) -> None:
         """Stop re-checking credentials and close the change stream."""
@@ -32,7 +34,8 @@ class Services:
 
     def context(self, caller: Caller, request_id: str | None = None) -> Context:
         """A resolver context acting for `caller`: its organization, its rights, and, for a
-        token limited to particular sessions, stores that see only those."""
+        token limited to particular sessions, stores that see only those; its operation is
+        charged to the points of the caller's key."""
         scoped = caller.session_ids
         return Context(
             org_id=caller.org_id,
@@ -45,6 +48,7 @@ class Services:
             session_ids=scoped,
             token=caller.token,
             tokens=self.verifier.tokens,
+            budget=self.budgets.account(caller.key_id) if self.budgets is not None else None,
         )
 
 

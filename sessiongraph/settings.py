@@ -83,9 +83,21 @@ class Settings(BaseSettings):
         default=250.0,
         ge=0,
         description="Sustained POST /graphql requests per second per API key (per server "
-        "process); 0 turns rate limiting off.",
+        "process), whatever they cost; 0 turns rate limiting off, points included.",
     )
     rate_limit_burst: int = Field(default=500, ge=1, description="Requests a key may burst.")
+    rate_limit_points_per_second: float = Field(
+        default=5000.0,
+        ge=0,
+        description="Points (estimated query cost) an API key and its access tokens regain "
+        "per second (per server process); 0 turns the points budget off.",
+    )
+    rate_limit_points_burst: int = Field(
+        default=50_000,
+        ge=1,
+        description="The most points a key holds; an operation estimated above it is "
+        "charged the whole of it.",
+    )
     cors_origins: list[str] = Field(
         default=[],
         description='Browser origins allowed to call the API, as JSON: ["https://app.example"]. '

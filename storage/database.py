@@ -152,6 +152,8 @@ class Database:
         self.registered_documents = self.db["registered_documents"]
         self.deleted_sessions = self.db["deleted_sessions"]
         """Which organization a deleted session belonged to, for the change stream."""
+        self.session_counts = self.db["session_counts"]
+        """Each organization's number of sessions (storage/session_counts.py)."""
 
     @classmethod
     async def connect(

@@ -9,6 +9,7 @@ from typing import Any
 from starlette.applications import Starlette
 
 from sessiongraph.settings import Settings
+from storage import Database
 from storage.sessions import SCAN_QUERIES_MAX
 from tests.api_client import ApiClient
 from tests.command_log import COMMANDS, counted
@@ -92,3 +93,29 @@ async def test_aliased_session_lookups_are_read_with_one_command(
     if app.state.services.sessions.planner == "simple":
         five["find messages"] -= 4  # one index-served range per session there
     assert five == one, f"1 session: {dict(one)}; 5 sessions: {dict(five)}"
+
+
+TOTAL = "{ sessions(first: 1) { totalCount nodes { id } } }"
+
+
+async def test_an_organizations_total_count_is_one_counter_read_whatever_its_size(
+    api: ApiClient, settings: Settings, database: Database
+) -> None:
+    await api.data(CREATE, {"input": {"name": "first"}})
+    first = await counted(api, settings.db_name, TOTAL)  # the first count of the organization
+    small = await counted(api, settings.db_name, TOTAL)
+    for index in range(30):
+        await api.data(CREATE, {"input": {"name": f"more {index}"}})
+
+    large = await counted(api, settings.db_name, TOTAL)
+
+    # The page itself (its time windows on the embedded database) is the listing test's.
+    for commands in (small, large):
+        del commands["find sessions"]
+    assert large == small, f"1 session: {dict(small)}; 31 sessions: {dict(large)}"
+    if database.supports_transactions:
+        # The organization's counter (storage/session_counts.py), counted once, then read.
+        assert (first["aggregate sessions"], first["update session_counts"]) == (1, 1)
+        assert (large["find session_counts"], large["aggregate sessions"]) == (1, 0)
+    else:
+        assert (large["aggregate sessions"], large["find session_counts"]) == (1, 0)

@@ -92,7 +92,78 @@ async function organizationOf(authorization) {
   return String(doc.org_id);
 }
 
-// Per request: sessions by id in one find, and several sessions' message ranges in one find.
+// The server's planner, as sessiongraph's Database.connect learns it: SecantusDB ("simple")
+// scans the collection for an `$or`, so the storage layer sends other shapes there.
+let planner = 'full';
+const PARALLEL_RANGES = 8;
+const MINUTE = 60_000;
+const FIRST_WINDOW = MINUTE;
+const LAST_WINDOW = 3650 * 24 * 60 * MINUTE;
+const NEWEST_FIRST = { created_at: -1, _id: -1 };
+
+function rangeFind(wanted) {
+  const clauses = wanted.map(([sid, lo, hi]) => ({ session_id: sid, seq: { $gte: lo, $lte: hi } }));
+  const expected = wanted.reduce((sum, [, lo, hi]) => sum + hi - lo + 1, 0);
+  return collections.messages
+    .find(clauses.length === 1 ? clauses[0] : { $or: clauses })
+    .sort({ session_id: 1, seq: 1 })
+    .batchSize(expected + 1)
+    .toArray();
+}
+
+// MessageStore.in_ranges: one `$or`, or on a "simple" planner one find per range, 8 at a time.
+async function inRanges(wanted) {
+  if (planner !== 'simple' || wanted.length <= 1) return rangeFind(wanted);
+  const pages = new Array(wanted.length);
+  let next = 0;
+  async function worker() {
+    while (next < wanted.length) {
+      const index = next++;
+      pages[index] = await rangeFind([wanted[index]]);
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(PARALLEL_RANGES, wanted.length) }, worker));
+  return pages.flat();
+}
+
+// SessionStore.list, unfiltered, newest first: one `$and` query, or on a "simple" planner
+// time windows growing back from now until the page is full (SessionStore._scan). The bounds
+// are written as `$gt`/`$lte`, as descending_key_bounds writes them.
+async function newestSessions(orgId, wanted) {
+  const page = (createdAt, n) =>
+    collections.sessions
+      .find({ org_id: orgId, created_at: createdAt }, { projection: PUBLIC_FIELDS })
+      .sort(NEWEST_FIRST)
+      .limit(n)
+      .toArray();
+  if (planner !== 'simple') {
+    return collections.sessions
+      .find({ $and: [{ org_id: orgId }] }, { projection: PUBLIC_FIELDS })
+      .sort(NEWEST_FIRST)
+      .limit(wanted)
+      .toArray();
+  }
+  const found = [];
+  let edge = null;
+  let span = FIRST_WINDOW;
+  const now = Date.now();
+  while (found.length < wanted) {
+    if (span > LAST_WINDOW) {
+      const bound = edge === null ? {} : { $lte: new Date(edge - 1) };
+      return found.concat(await page(bound, wanted - found.length));
+    }
+    const far = (edge ?? now) - span;
+    const window = { $gt: new Date(far - 1) };
+    if (edge !== null) window.$lte = new Date(edge - 1);
+    const got = await page(window, wanted - found.length);
+    found.push(...got);
+    edge = far;
+    span *= got.length ? 4 : 16;
+  }
+  return found;
+}
+
+// Per request: sessions by id in one find, and several sessions' message ranges in one batch.
 function loaders(orgId) {
   return {
     sessionById: new DataLoader(async (ids) => {
@@ -106,16 +177,7 @@ function loaders(orgId) {
       async (ranges) => {
         const wanted = ranges.filter(([, lo, hi]) => lo <= hi);
         if (wanted.length === 0) return ranges.map(() => []);
-        const clauses = wanted.map(([sid, lo, hi]) => ({
-          session_id: sid,
-          seq: { $gte: lo, $lte: hi },
-        }));
-        const expected = wanted.reduce((sum, [, lo, hi]) => sum + hi - lo + 1, 0);
-        const docs = await collections.messages
-          .find(clauses.length === 1 ? clauses[0] : { $or: clauses })
-          .sort({ session_id: 1, seq: 1 })
-          .batchSize(expected + 1)
-          .toArray();
+        const docs = await inRanges(wanted);
         const bySession = new Map();
         for (const doc of docs) {
           if (doc.org_id !== orgId) continue;
@@ -176,11 +238,7 @@ const resolvers = {
     session: (_, { id }, context) => context.loaders.sessionById.load(id),
     sessions: async (_, { first }, context) => {
       const limit = first ?? PAGE_DEFAULTS.sessions;
-      const docs = await collections.sessions
-        .find({ $and: [{ org_id: context.orgId }] }, { projection: PUBLIC_FIELDS })
-        .sort({ created_at: -1, _id: -1 })
-        .limit(limit + 1)
-        .toArray();
+      const docs = await newestSessions(context.orgId, limit + 1);
       return { nodes: docs.slice(0, limit) };
     },
   },
@@ -211,6 +269,7 @@ const server = createServer(async (req, res) => {
 });
 
 await client.connect();
+if ('secantusVersion' in (await client.db('admin').command({ buildInfo: 1 }))) planner = 'simple';
 server.listen(Number(argument('--port', '8002')), argument('--host', '127.0.0.1'));
 // Stopped between runs: requests still in flight are dropped, as uvicorn's are not, but nothing
 // is measured then.

@@ -20,6 +20,7 @@ from sessiongraph.http_request import (
     caller_of,
     post_fields,
     query_fields,
+    rate_limited_retry,
     respond,
     timed_out,
 )
@@ -95,7 +96,12 @@ class SSERequests:
                 ErrorCode.INTERNAL_SERVER_ERROR,
                 f"The operation failed unexpectedly (request id {request_id}); it is logged.",
             )
-        return respond(error_body(*sse.error_list(outcome)), 400, JSON, request_id)
+        errors = sse.error_list(outcome)
+        retry_after = rate_limited_retry(errors)
+        if retry_after is not None:
+            retry = {"Retry-After": str(retry_after)}
+            return respond(error_body(*errors), 429, JSON, request_id, retry)
+        return respond(error_body(*errors), 400, JSON, request_id)
 
 
 def _sse_operations(
