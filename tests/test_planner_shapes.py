@@ -19,14 +19,13 @@ from sessiongraph.settings import Settings
 from storage import (
     Database,
     MessageStore,
-    SessionPosition,
     SessionQuery,
     SessionRecord,
     SessionStore,
     TimeRange,
 )
 from storage.database import Planner, planner_of
-from tests.new_records import new_session, text
+from tests.factories import message_record, position_of, session_record
 
 CUSTOMERS = ["+14155550001", "+14155550002", "+14155550003"]
 BASE = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -56,7 +55,9 @@ async def seeded(db: Database, org_id: str) -> list[SessionRecord]:
             "customer": {"number": CUSTOMERS[n % 3]},
             "assistant_id": f"assistant-{n % 4}",
         }
-        record, _ = await store.create(org_id, new_session(**fields), [text("a"), text("b")])
+        record, _ = await store.create(
+            org_id, session_record(**fields), [message_record("a"), message_record("b")]
+        )
         at = BASE + timedelta(minutes=minutes)
         await db.sessions.update_one(
             {"_id": record["id"]},
@@ -86,7 +87,7 @@ async def walk(store: SessionStore, org_id: str, query: SessionQuery, **order: A
         if not page.has_next:
             break
         last = page.items[-1]
-        after = SessionPosition(last[order.get("order_by", "created_at")], last["id"])
+        after = position_of(last, order.get("order_by", "created_at"))
     backward: list[str] = []
     before = None
     while True:
@@ -95,7 +96,7 @@ async def walk(store: SessionStore, org_id: str, query: SessionQuery, **order: A
         if not page.has_previous:
             break
         head = page.items[0]
-        before = SessionPosition(head[order.get("order_by", "created_at")], head["id"])
+        before = position_of(head, order.get("order_by", "created_at"))
     assert forward == backward
     return forward
 
@@ -154,7 +155,7 @@ async def test_the_unfiltered_first_page_finds_sessions_older_than_every_window(
 ) -> None:
     org_id = f"org-{uuid.uuid4().hex[:10]}"
     store = SessionStore(planners["simple"])
-    record, _ = await store.create(org_id, new_session(), [])
+    record, _ = await store.create(org_id, session_record(), [])
     ancient = datetime(1990, 1, 1, tzinfo=UTC)
     await planners["simple"].sessions.update_one(
         {"_id": record["id"]}, {"$set": {"created_at": ancient, "updated_at": ancient}}
@@ -173,7 +174,7 @@ async def test_both_shapes_read_the_same_message_ranges_of_several_sessions(
     records = await seeded(planners["full"], org_id)
     stranger = (await seeded(planners["full"], f"other-{org_id}"))[0]
     store = MessageStore(planners["full"])
-    await store.append(org_id, records[1]["id"], [text(f"m{n}") for n in range(5)])
+    await store.append(org_id, records[1]["id"], [message_record(f"m{n}") for n in range(5)])
     ranges = [
         (records[1]["id"], 2, 6),
         (records[1]["id"], 5, 7),  # overlapping ranges of one session
