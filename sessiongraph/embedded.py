@@ -87,7 +87,7 @@ class EmbeddedDatabase:
                 "cannot start there. Stop what uses it or set SESSIONGRAPH_EMBEDDED_PORT."
             )
         storage = ":memory:"
-        log_target: IO[bytes] | int = subprocess.DEVNULL
+        log_file: IO[bytes] | None = None
         log_name = "its output"
         durability: tuple[str, ...] = ()
         if self.data_dir is not None:
@@ -98,7 +98,7 @@ class EmbeddedDatabase:
             durability = ("--sync-on-commit",)
             log_path = self.data_dir.parent / "secantus.log"
             log_name = str(log_path)
-            log_target = log_path.open("ab")
+            log_file = log_path.open("ab")
         args = [
             find_command(self.command),
             "--host", self.host,
@@ -108,9 +108,17 @@ class EmbeddedDatabase:
             *durability,
             *self.extra_args,
         ]  # fmt: skip
-        self.process = subprocess.Popen(
-            args, stdout=log_target, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        try:
+            self.process = subprocess.Popen(
+                args,
+                stdout=subprocess.DEVNULL if log_file is None else log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        finally:
+            # The server writes to a descriptor of its own.
+            if log_file is not None:
+                log_file.close()
         deadline = time.monotonic() + self.start_timeout
         while not port_answers(self.host, self.port):
             if self.process.poll() is not None:

@@ -12,17 +12,21 @@ import secrets
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from selenium import webdriver
 from starlette.applications import Starlette
 
 from sessiongraph.app import create_app
 from sessiongraph.embedded import EmbeddedDatabase
 from sessiongraph.settings import Settings
-from storage import ApiKeyStore, Database
+from storage import Database
 from tests.api_client import ApiClient
+from tests.browser import chromium
+from tests.keys import new_org_key
 from tests.serving import bound_socket, serve
 
 
@@ -94,13 +98,6 @@ async def server(
         yield url
 
 
-async def new_org_key(database: Database) -> tuple[str, str]:
-    """A fresh organization and an API key for it."""
-    org_id = f"org-{uuid.uuid4().hex[:10]}"
-    _, key = await ApiKeyStore(database).create(org_id, "test")
-    return org_id, key
-
-
 @pytest.fixture
 async def org(database: Database) -> tuple[str, str]:
     """(org_id, key) of an organization of its own for this test."""
@@ -120,6 +117,31 @@ async def other_api(server: str, database: Database) -> AsyncIterator[ApiClient]
     _, key = await new_org_key(database)
     async with ApiClient(server, key) as client:
         yield client
+
+
+@pytest.fixture
+def cli_env(mongo_uri: str, settings: Settings) -> dict[str, str]:
+    """The environment of a user pointing the command at the test database."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("SESSIONGRAPH_") and name != "MONGODB_URI"
+    }
+    env["MONGODB_URI"] = mongo_uri
+    env["SESSIONGRAPH_DB_NAME"] = settings.db_name
+    return env
+
+
+@pytest.fixture
+def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[webdriver.Chrome]:
+    """A headless Chromium of its own (fresh profile, so fresh storage) for one test."""
+    # The driver is given explicitly; selenium-manager must never try to download one.
+    monkeypatch.setenv("SE_OFFLINE", "true")
+    driver = chromium(tmp_path / "chromium-profile")
+    try:
+        yield driver
+    finally:
+        driver.quit()
 
 
 def pytest_collection_modifyitems(items: list[Any]) -> None:

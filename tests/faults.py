@@ -19,12 +19,9 @@ import httpx
 from sessiongraph.embedded import EmbeddedDatabase
 from storage import Database
 from tests.api_client import ApiClient
-from tests.conftest import new_org_key
+from tests.factories import user_messages
+from tests.keys import new_org_key
 from tests.ws_client import WAIT_SECONDS
-
-CREATE_SESSION = """
-mutation Create($name: String) { createSession(input: {name: $name}) { id } }
-"""
 
 SESSION_NAME = """
 query Name($id: ID!) { session(id: $id) { name } }
@@ -58,16 +55,6 @@ FAULT_TIMEOUT_MS = 1500
 """db_timeout_ms of the servers whose commands fail: also how long they retry them. After a
 dropped connection the driver must find the database again, with a check that comes at
 least 500 ms after its last one."""
-
-
-async def new_session(api: ApiClient, name: str | None = None) -> str:
-    created = await api.data(CREATE_SESSION, {"name": name})
-    session_id: str = created["createSession"]["id"]
-    return session_id
-
-
-def user_messages(*contents: str) -> list[dict[str, Any]]:
-    return [{"user": {"content": content}} for content in contents]
 
 
 async def append(

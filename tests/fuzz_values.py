@@ -1,4 +1,4 @@
-"""Hypothesis strategies for fuzzing the API: literal values for documents that
+"""Hypothesis strategies and settings for fuzzing the API: literal values for documents that
 hypothesis-graphql generates from the schema, and variables for the mutations' inputs.
 
 Both lean towards what is awkward to store or parse: integers beyond 32 and 64 bits, floats
@@ -17,8 +17,26 @@ from typing import Any
 
 import graphql
 import orjson
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis_graphql import nodes
+
+from schema import schema_sdl
+
+SDL = schema_sdl()
+"""The schema the fuzzers generate operations from."""
+
+
+def fuzz_settings(examples: int) -> settings:
+    """Settings for `examples` cases of a test that talks to the server."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+
 
 # Values for generated documents (AST nodes) --------------------------------------------------
 

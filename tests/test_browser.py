@@ -8,101 +8,42 @@ saved to tests/artifacts/ for people to look at.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
 import re
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
 from selenium import webdriver
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
-from selenium.webdriver.support.wait import WebDriverWait
 from starlette.applications import Starlette
 
 from sessiongraph.app import create_app
 from sessiongraph.settings import Settings
 from storage.events import EventHub
 from tests.api_client import ApiClient
+from tests.browser import WAIT_SECONDS, in_thread, screenshot, wait
+from tests.factories import create_session, user_messages
 from tests.operations import (
     ADD_MESSAGES,
     CREATE_ACCESS_TOKEN,
-    CREATE_SESSION_ID,
     UPDATE_SESSION,
 )
 from tests.serving import bound_socket, serve
 from tests.ws_client import wait_until
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-WAIT_SECONDS = 20
-"""The longest a test waits for the page to show something; exceeding it fails the test."""
-
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-CHROMIUM_ARGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1280,900",
-)
-
-T = TypeVar("T")
-
-
-@pytest.fixture
-def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[webdriver.Chrome]:
-    """A headless Chromium of its own (fresh profile, so fresh storage) for one test."""
-    # The driver is given explicitly; selenium-manager must never try to download one.
-    monkeypatch.setenv("SE_OFFLINE", "true")
-    options = Options()
-    options.binary_location = CHROMIUM
-    for argument in CHROMIUM_ARGS:
-        options.add_argument(argument)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture
 async def http(server: str) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=server, timeout=30) as client:
         yield client
-
-
-async def in_thread(function: Callable[..., T], *args: Any) -> T:
-    """Run blocking WebDriver work off the event loop, which must keep serving the page."""
-    return await asyncio.to_thread(function, *args)
-
-
-def wait(driver: WebDriver) -> WebDriverWait[WebDriver]:
-    return WebDriverWait(driver, WAIT_SECONDS, poll_frequency=0.1)
-
-
-def screenshot(driver: WebDriver, name: str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    assert driver.save_screenshot(str(path)), f"no screenshot saved to {path}"
-    print(f"screenshot: {path}")
-    return path
 
 
 def csp_violations(driver: webdriver.Chrome) -> list[str]:
@@ -117,13 +58,6 @@ def resources_loaded(driver: WebDriver) -> list[str]:
         "return performance.getEntriesByType('resource').map(e => e.name);"
     )
     return names
-
-
-async def create_session(api: ApiClient, name: str, contents: list[str]) -> str:
-    messages = [{"user": {"content": text}} for text in contents]
-    data = await api.data(CREATE_SESSION_ID, {"input": {"name": name, "messages": messages}})
-    session_id: str = data["createSession"]["id"]
-    return session_id
 
 
 # GraphiQL
@@ -171,7 +105,9 @@ def run_in_graphiql(driver: WebDriver, base_url: str, key: str, query: str) -> d
 async def test_graphiql_runs_a_query_with_the_api_key(
     browser: webdriver.Chrome, server: str, api: ApiClient, org: tuple[str, str]
 ) -> None:
-    session_id = await create_session(api, "GraphiQL call", ["Hello from the browser"])
+    session_id = await create_session(
+        api, name="GraphiQL call", messages=user_messages("Hello from the browser")
+    )
     query = (
         "query InBrowser {\n"
         "  sessions(first: 5) { totalCount nodes { id name messages { nodes { seq content } } } }\n"
@@ -298,8 +234,10 @@ async def test_console_lists_sessions_and_follows_a_transcript_live(
     browser: webdriver.Chrome, app: Starlette, server: str, api: ApiClient, org: tuple[str, str]
 ) -> None:
     key = org[1]
-    quiet = await create_session(api, "Quiet one", [])
-    call = await create_session(api, "Support call", ["Hi!", "Where is my order?"])
+    quiet = await create_session(api, name="Quiet one")
+    call = await create_session(
+        api, name="Support call", messages=user_messages("Hi!", "Where is my order?")
+    )
 
     shown = await in_thread(list_and_open, browser, server, key, call, 2)
     # The protocol does not acknowledge a subscription; sessionUpdated (unlike messageAdded,
@@ -363,8 +301,8 @@ async def test_console_lists_sessions_and_follows_a_transcript_live(
 async def test_console_works_with_a_read_only_access_token_for_one_session(
     browser: webdriver.Chrome, server: str, api: ApiClient
 ) -> None:
-    await create_session(api, "Not for this token", ["hidden"])
-    call = await create_session(api, "Shared call", ["Hello"])
+    await create_session(api, name="Not for this token", messages=user_messages("hidden"))
+    call = await create_session(api, name="Shared call", messages=user_messages("Hello"))
     minted = await api.data(CREATE_ACCESS_TOKEN, {"input": {"sessionIds": [call]}})
     token = minted["createAccessToken"]["token"]
 
@@ -405,7 +343,9 @@ async def test_console_reconnects_and_resumes_after_the_server_restarts(
     restartable = settings.model_copy(update={"port": port})
     async with serve(create_app(restartable), first_socket) as url:
         async with ApiClient(url, key) as client:
-            call = await create_session(client, "Dropped call", ["Before the restart"])
+            call = await create_session(
+                client, name="Dropped call", messages=user_messages("Before the restart")
+            )
         await in_thread(list_and_open, browser, url, key, call, 1)
 
     await in_thread(wait_for_live_text, browser, "reconnecting")

@@ -23,13 +23,11 @@ from starlette.routing import Route
 from sessiongraph.settings import Settings
 from storage import Database
 from tests.api_client import ApiClient
-from tests.conftest import new_org_key
+from tests.browser import in_thread, screenshot, wait
+from tests.keys import new_org_key
 from tests.operations import ADD_MESSAGES, CREATE_ACCESS_TOKEN, CREATE_SESSION_ID
-from tests.serving import bound_socket, serve
-from tests.test_browser import browser, in_thread, screenshot, wait
-from tests.ws_client import serving, wait_until
-
-__all__ = ["browser"]  # the fixture, used by name
+from tests.serving import bound_socket, serve, serving
+from tests.ws_client import wait_until
 
 NAME = "query ($id: ID!) { session(id: $id) { name } }"
 WATCH = "subscription ($id: ID!) { messageAdded(sessionId: $id) { seq content } }"

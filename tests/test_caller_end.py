@@ -14,11 +14,11 @@ from starlette.applications import Starlette
 from sessiongraph.settings import Settings
 from storage import ApiKeyStore, Database
 from tests.api_client import ApiClient
-from tests.conftest import new_org_key
+from tests.keys import key_id_of, new_org_key, signer
 from tests.operations import CREATE_ACCESS_TOKEN, CREATE_SESSION_ID
+from tests.serving import serving
 from tests.sse_client import sse
-from tests.test_tokens import key_id_of, signer
-from tests.ws_client import PROTOCOLS, Protocol, connected, serving, wait_until
+from tests.ws_client import PROTOCOLS, Protocol, connected, wait_until
 
 WATCH = "subscription ($id: ID!) { messageAdded(sessionId: $id) { seq } }"
 TOKEN_SECONDS = 2

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import subprocess
 import sys
@@ -12,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from sessiongraph.settings import Settings
 from tests.api_client import ApiClient
+from tests.command_line import sessiongraph
 
-SESSIONGRAPH = Path(sys.executable).parent / "sessiongraph"
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schema.graphql"
 KEY_ID = re.compile(r"\bkey_[0-9a-f]{16}\b")
 
@@ -23,34 +21,9 @@ TYPENAME = "query Typename { __typename }"
 
 
 @pytest.fixture
-def cli_env(mongo_uri: str, settings: Settings) -> dict[str, str]:
-    """The environment of a user pointing the command at the test database."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith("SESSIONGRAPH_") and name != "MONGODB_URI"
-    }
-    env["MONGODB_URI"] = mongo_uri
-    env["SESSIONGRAPH_DB_NAME"] = settings.db_name
-    return env
-
-
-@pytest.fixture
 def org_id() -> str:
     """An organization of this test's own, so that listings hold only its keys."""
     return f"acme-{uuid.uuid4().hex[:8]}"
-
-
-async def sessiongraph(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the command to completion off the event loop, where the server is serving."""
-    return await asyncio.to_thread(
-        subprocess.run,
-        [str(SESSIONGRAPH), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 async def create_key(env: dict[str, str], org_id: str) -> tuple[str, str]:

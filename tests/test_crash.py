@@ -12,15 +12,15 @@ from sessiongraph.embedded import EmbeddedDatabase
 from sessiongraph.settings import Settings
 from storage import Database
 from tests.api_client import ApiClient
-from tests.conftest import new_org_key
+from tests.factories import create_session
 from tests.faults import (
     FAULT_TIMEOUT_MS,
     answered_within,
     append,
-    new_session,
     transcript,
 )
-from tests.ws_client import serving
+from tests.keys import new_org_key
+from tests.serving import serving
 
 # The database crashes under load.
 
@@ -117,7 +117,7 @@ async def test_every_acknowledged_message_survives_a_database_crash(
             await db.close()
         changes = {"mongodb_uri": database.uri, "db_timeout_ms": FAULT_TIMEOUT_MS}
         async with serving(settings, **changes) as (url, _), ApiClient(url, key) as api:
-            session_ids = [await new_session(api) for _ in range(CRASH_SESSIONS)]
+            session_ids = [await create_session(api) for _ in range(CRASH_SESSIONS)]
             writers, waiting_at_the_crash = await crash_under_load(api, session_ids, database)
         assert waiting_at_the_crash > 0
 

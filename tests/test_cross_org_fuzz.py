@@ -35,7 +35,7 @@ from websockets.sync.client import connect as ws_connect
 
 from storage import Database
 from tests.api_client import ApiClient
-from tests.conftest import new_org_key
+from tests.keys import new_org_key
 from tests.operations import (
     ADD_MESSAGES,
     CREATE_SESSION_ID,

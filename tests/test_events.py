@@ -6,26 +6,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from pathlib import Path
 
-import httpx
 import pytest
 from starlette.applications import Starlette
 
-from sessiongraph.embedded import EmbeddedDatabase, free_port
-from sessiongraph.settings import PROJECT_ROOT, Settings
+from sessiongraph.embedded import EmbeddedDatabase
+from sessiongraph.settings import Settings
 from storage import Database
 from storage.events import EventHub
 from tests.api_client import ApiClient
-from tests.conftest import new_org_key
+from tests.factories import create_session
 from tests.faults import failing, failpoint_database
-from tests.operations import CREATE_SESSION_ID
-from tests.ws_client import WsClient, connected, serving
+from tests.keys import new_org_key
+from tests.serving import server_process, serving
+from tests.ws_client import WsClient, connected
 
 MESSAGE_ADDED = """
 subscription MessageAdded($sessionId: ID!, $afterSeq: Int) {
@@ -39,16 +36,8 @@ mutation Add($sessionId: ID!, $messages: [MessageInput!]!) {
 }
 """
 
-PROCESS_START_SECONDS = 30.0
-PROCESS_STOP_SECONDS = 15.0
 WORKER_CONNECTIONS_MIN = 4
 WORKER_CONNECTIONS_MAX = 40
-
-
-async def new_session(api: ApiClient) -> str:
-    created = await api.data(CREATE_SESSION_ID, {"input": {}})
-    session_id: str = created["createSession"]["id"]
-    return session_id
 
 
 async def add_message(api: ApiClient, session_id: str, content: str) -> int:
@@ -80,67 +69,6 @@ async def live_delivery(api: ApiClient, session_id: str, clients: list[WsClient]
 
 def change_stream_tasks() -> int:
     return sum(1 for task in asyncio.all_tasks() if task.get_name() == "change-stream")
-
-
-@asynccontextmanager
-async def server_process(
-    settings: Settings, mongo_uri: str, log_file: Path, workers: int = 1
-) -> AsyncIterator[tuple[str, int]]:
-    """`sessiongraph serve` as a process of its own on the test database; yields its base
-    URL and pid, and stops it (SIGTERM, then SIGKILL for its whole group) when done."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "MONGODB_URI": mongo_uri,
-        "SESSIONGRAPH_DB_NAME": settings.db_name,
-        "SESSIONGRAPH_PORT": str(port),
-        "SESSIONGRAPH_AUTH_CACHE_SECONDS": "0",
-        "SESSIONGRAPH_LOG_LEVEL": "WARNING",
-    }
-    command = [sys.executable, "-m", "sessiongraph.cli", "serve", "--port", str(port)]
-    with log_file.open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            *command,
-            "--workers",
-            str(workers),
-            env=env,
-            cwd=PROJECT_ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        await wait_healthy(base_url, process, log_file)
-        yield base_url, process.pid
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), PROCESS_STOP_SECONDS)
-            except TimeoutError:
-                os.killpg(process.pid, signal.SIGKILL)
-                await process.wait()
-
-
-async def wait_healthy(base_url: str, process: asyncio.subprocess.Process, log_file: Path) -> None:
-    """Return once /healthz answers; fail with the process's output if it exits or takes
-    longer than PROCESS_START_SECONDS."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + PROCESS_START_SECONDS
-    async with httpx.AsyncClient(base_url=base_url, timeout=2) as http:
-        while True:
-            if process.returncode is not None:
-                output = await asyncio.to_thread(log_file.read_text)
-                raise AssertionError(f"the server exited with {process.returncode}:\n{output}")
-            try:
-                if (await http.get("/healthz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if loop.time() > deadline:
-                raise AssertionError(f"no /healthz within {PROCESS_START_SECONDS:g} s")
-            await asyncio.sleep(0.1)
 
 
 def children_of(pid: int) -> list[int]:
@@ -221,7 +149,7 @@ async def test_subscriptions_on_a_standalone_database_see_writes_through_the_sam
         ApiClient(url, key) as api,
         connected(url, key) as client,
     ):
-        session_id = await new_session(api)
+        session_id = await create_session(api)
         await subscribe_from_start(client, session_id)
         await live_delivery(api, session_id, [client])
 
@@ -235,7 +163,7 @@ async def test_forced_local_events_on_a_replica_set_deliver_writes_through_the_s
         connected(url, org[1]) as client,
     ):
         assert app.state.services.events.mode == "local"
-        session_id = await new_session(api)
+        session_id = await create_session(api)
         await subscribe_from_start(client, session_id)
         await live_delivery(api, session_id, [client])
 
@@ -255,7 +183,7 @@ async def test_a_subscriber_on_one_server_process_receives_appends_made_through_
         ApiClient(other, org[1]) as api,
         connected(one, org[1]) as client,
     ):
-        session_id = await new_session(api)
+        session_id = await create_session(api)
         await subscribe_from_start(client, session_id)
         await live_delivery(api, session_id, [client])
 
@@ -279,7 +207,7 @@ async def test_subscribers_on_every_uvicorn_worker_receive_an_append(
         assert len(processes_with_connections_on(port, children_of(pid))) == 2, (
             f"{len(clients)} connections all landed on one worker"
         )
-        session_id = await new_session(api)
+        session_id = await create_session(api)
         for client in clients:
             await subscribe_from_start(client, session_id)
         await live_delivery(api, session_id, clients)
@@ -304,7 +232,7 @@ async def test_the_change_stream_resumes_without_losing_events(
         ApiClient(url, key) as api,
         connected(url, key) as client,
     ):
-        session_id = await new_session(api)
+        session_id = await create_session(api)
         await subscribe_from_start(client, session_id)
         await live_delivery(api, session_id, [client])
         # The change stream's next three getMore commands fail.

@@ -13,6 +13,7 @@ from sessiongraph.settings import Settings
 from storage import Database
 from storage.database import Driver
 from tests.api_client import ApiClient
+from tests.factories import create_session, user_messages
 from tests.faults import (
     ADD_MESSAGES,
     FAULT_TIMEOUT_MS,
@@ -24,11 +25,9 @@ from tests.faults import (
     appended_seqs,
     failing,
     failpoint_database,
-    new_session,
     transcript,
-    user_messages,
 )
-from tests.ws_client import serving
+from tests.serving import serving
 
 # Commands fail: injected with configureFailPoint.
 
@@ -84,7 +83,7 @@ EXCEEDED_TIME_LIMIT = 262
 
 
 async def session_with_two_messages(api: ApiClient) -> str:
-    session_id = await new_session(api)
+    session_id = await create_session(api)
     assert await appended_seqs(api, session_id, "one", "two") == [1, 2]
     return session_id
 

@@ -43,19 +43,21 @@ import itertools
 from typing import Any
 
 import httpx
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis_graphql import Mode, from_schema, mutations, queries
 
-from schema import schema_sdl
 from storage import Database
 from tests.api_client import ApiClient
+from tests.factories import seed_sessions
 from tests.fuzz_values import (
     CREATE_INPUTS,
     IDEMPOTENCY_KEYS,
     MESSAGES,
+    SDL,
     UPDATE_INPUT,
     custom_scalars,
+    fuzz_settings,
     mostly,
 )
 from tests.operations import (
@@ -77,7 +79,6 @@ query ReadBack($id: ID!) {
     + MESSAGE_FIELDS
 )
 
-SDL = schema_sdl()
 CLIENT_ERROR_CODES = frozenset(
     {
         "BAD_USER_INPUT",
@@ -95,18 +96,6 @@ GENERATED_MUTATIONS = 100
 MUTATION_FIELDS = ("createSession", "updateSession", "deleteSession", "addMessages")
 GENERATED_INVALID_OPERATIONS = 100
 GENERATED_INPUTS = 100
-SEEDED_SESSIONS = 4
-
-
-def fuzz_settings(examples: int) -> settings:
-    """Settings for `examples` cases of a test that talks to the server."""
-    return settings(
-        max_examples=examples,
-        deadline=None,
-        database=None,
-        print_blob=True,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
 
 
 def assert_client_errors_only(response: httpx.Response, sent: object) -> dict[str, Any]:
@@ -117,22 +106,6 @@ def assert_client_errors_only(response: httpx.Response, sent: object) -> dict[st
         code = error.get("extensions", {}).get("code")
         assert code in CLIENT_ERROR_CODES, (error, sent)
     return body
-
-
-async def seed_sessions(api: ApiClient) -> list[str]:
-    """A few sessions with messages and every kind of detail; their ids."""
-    session_ids = []
-    for n in range(SEEDED_SESSIONS):
-        session = {
-            "name": f"seeded {n}",
-            "assistant": {"name": "Ava", "model": {"provider": "openai"}, "metadata": {"n": n}},
-            "customer": {"number": "+14155550123", "name": "Alice"},
-            "phoneNumber": {"twilioPhoneNumber": "+14155550100", "twilioAccountSid": "AC1"},
-            "messages": [{"user": {"content": "hi"}}, {"assistant": {"content": "hello"}}],
-        }
-        created = await api.data(CREATE_SESSION_ID, {"input": session})
-        session_ids.append(created["createSession"]["id"])
-    return session_ids
 
 
 async def fuzz_documents(

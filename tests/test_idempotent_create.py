@@ -8,7 +8,7 @@ from typing import Any
 from resolvers.errors import from_storage
 from storage import Database, IdempotencyKeyPending, SessionStore
 from tests.api_client import ApiClient
-from tests.new_records import new_session, text
+from tests.factories import message_record, session_record
 
 CREATE = """
 mutation Create($input: CreateSessionInput!, $key: String) {
@@ -181,7 +181,9 @@ async def test_concurrent_keyed_creates_without_transactions_store_one_session(
 
     results = await asyncio.gather(
         *(
-            store.create(org_id, new_session(name="standalone"), [text("a")], "plain-key")
+            store.create(
+                org_id, session_record(name="standalone"), [message_record("a")], "plain-key"
+            )
             for _ in range(CONCURRENT_RETRIES)
         ),
         return_exceptions=True,

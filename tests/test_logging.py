@@ -7,8 +7,6 @@ import json
 import logging
 import os
 import signal
-import sys
-from pathlib import Path
 
 import httpx
 import pytest
@@ -16,8 +14,8 @@ import pytest
 from sessiongraph.embedded import free_port
 from sessiongraph.log_config import JsonFormatter
 from sessiongraph.settings import Settings
+from tests.command_line import SESSIONGRAPH
 
-SESSIONGRAPH = Path(sys.executable).parent / "sessiongraph"
 START_SECONDS = 30.0
 
 

@@ -8,9 +8,9 @@ from typing import Any
 
 from storage import Database
 from tests.api_client import ApiClient
+from tests.factories import create_session, user_message
 from tests.operations import (
     ADD_MESSAGES,
-    CREATE_SESSION_ID,
     GET_SESSION,
     MESSAGE_FIELDS,
     TRANSCRIPT,
@@ -89,16 +89,6 @@ EVERY_ROLE_RETURNED: list[dict[str, Any]] = [
 ]  # fmt: skip
 
 
-def user(text: str) -> dict[str, Any]:
-    return {"user": {"content": text}}
-
-
-async def new_session(api: ApiClient, messages: list[dict[str, Any]] | None = None) -> str:
-    created = await api.data(CREATE_SESSION_ID, {"input": {"messages": messages or []}})
-    session_id: str = created["createSession"]["id"]
-    return session_id
-
-
 async def add(
     api: ApiClient, session_id: str, messages: list[dict[str, Any]], key: str | None = None
 ) -> list[dict[str, Any]]:
@@ -133,25 +123,27 @@ def without_identity(message: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_added_messages_continue_the_seq_in_input_order(api: ApiClient) -> None:
-    session_id = await new_session(api, [user("one"), user("two")])
+    session_id = await create_session(api, messages=[user_message("one"), user_message("two")])
 
-    added = await add(api, session_id, [user("three"), user("four"), user("five")])
+    added = await add(
+        api, session_id, [user_message("three"), user_message("four"), user_message("five")]
+    )
 
     assert [(m["seq"], m["content"]) for m in added] == [(3, "three"), (4, "four"), (5, "five")]
     assert await message_count(api, session_id) == 5
 
 
 async def test_later_appends_continue_after_earlier_ones(api: ApiClient) -> None:
-    session_id = await new_session(api)
+    session_id = await create_session(api)
 
-    first = await add(api, session_id, [user("a"), user("b")])
-    second = await add(api, session_id, [user("c")])
+    first = await add(api, session_id, [user_message("a"), user_message("b")])
+    second = await add(api, session_id, [user_message("c")])
 
     assert [m["seq"] for m in first + second] == [1, 2, 3]
 
 
 async def test_every_role_and_field_is_returned_by_add_messages(api: ApiClient) -> None:
-    session_id = await new_session(api)
+    session_id = await create_session(api)
 
     added = (await api.data(ADD_MESSAGES, {"sessionId": session_id, "messages": EVERY_ROLE}))[
         "addMessages"
@@ -163,7 +155,7 @@ async def test_every_role_and_field_is_returned_by_add_messages(api: ApiClient) 
 
 
 async def test_every_role_and_field_reads_back_from_the_transcript(api: ApiClient) -> None:
-    session_id = await new_session(api)
+    session_id = await create_session(api)
     added = (await api.data(ADD_MESSAGES, {"sessionId": session_id, "messages": EVERY_ROLE}))[
         "addMessages"
     ]
@@ -176,12 +168,12 @@ async def test_every_role_and_field_reads_back_from_the_transcript(api: ApiClien
 async def test_concurrent_single_message_appends_get_every_seq_exactly_once(
     api: ApiClient,
 ) -> None:
-    session_id = await new_session(api)
+    session_id = await create_session(api)
 
     async def writer(task: int) -> list[int]:
         got = []
         for call in range(50):
-            (message,) = await add(api, session_id, [user(f"{task}:{call}")])
+            (message,) = await add(api, session_id, [user_message(f"{task}:{call}")])
             got.append(message["seq"])
         return got
 
@@ -197,12 +189,12 @@ async def test_concurrent_single_message_appends_get_every_seq_exactly_once(
 
 
 async def test_concurrent_batches_are_each_contiguous_and_in_order(api: ApiClient) -> None:
-    session_id = await new_session(api)
+    session_id = await create_session(api)
 
     async def writer(task: int) -> list[list[dict[str, Any]]]:
         batches = []
         for call in range(10):
-            batch = [user(f"{task}:{call}:{i}") for i in range(5)]
+            batch = [user_message(f"{task}:{call}:{i}") for i in range(5)]
             batches.append(await add(api, session_id, batch))
         return batches
 
@@ -221,12 +213,15 @@ async def test_concurrent_batches_are_each_contiguous_and_in_order(api: ApiClien
 async def test_updated_at_moves_forward_to_the_time_of_the_append(
     api: ApiClient, database: Database
 ) -> None:
-    session_id = await new_session(api)
+    session_id = await create_session(api)
     earlier = datetime.now(UTC) - timedelta(hours=1)
     await database.sessions.update_one({"_id": session_id}, {"$set": {"updated_at": earlier}})
 
     added = (
-        await api.data(ADD_MESSAGES, {"sessionId": session_id, "messages": [user("x"), user("y")]})
+        await api.data(
+            ADD_MESSAGES,
+            {"sessionId": session_id, "messages": [user_message("x"), user_message("y")]},
+        )
     )["addMessages"]
 
     session = (await api.data(GET_SESSION, {"id": session_id}))["session"]
@@ -240,8 +235,8 @@ async def test_updated_at_moves_forward_to_the_time_of_the_append(
 async def test_retry_with_the_same_key_returns_the_first_messages_and_appends_nothing(
     api: ApiClient,
 ) -> None:
-    session_id = await new_session(api, [user("earlier")])
-    batch = [user("a"), user("b")]
+    session_id = await create_session(api, messages=[user_message("earlier")])
+    batch = [user_message("a"), user_message("b")]
 
     first = await add(api, session_id, batch, key="req-1")
     retry = await add(api, session_id, batch, key="req-1")
@@ -252,8 +247,8 @@ async def test_retry_with_the_same_key_returns_the_first_messages_and_appends_no
 
 
 async def test_concurrent_calls_with_the_same_key_append_once(api: ApiClient) -> None:
-    session_id = await new_session(api)
-    batch = [user("a"), user("b"), user("c")]
+    session_id = await create_session(api)
+    batch = [user_message("a"), user_message("b"), user_message("c")]
 
     results = await asyncio.gather(*(add(api, session_id, batch, key="same") for _ in range(10)))
 
@@ -266,21 +261,22 @@ async def test_concurrent_calls_with_the_same_key_append_once(api: ApiClient) ->
 async def test_retry_after_the_session_completed_still_returns_the_first_messages(
     api: ApiClient,
 ) -> None:
-    session_id = await new_session(api)
-    first = await add(api, session_id, [user("last words")], key="req-1")
+    session_id = await create_session(api)
+    first = await add(api, session_id, [user_message("last words")], key="req-1")
     await api.data(UPDATE_SESSION, {"id": session_id, "input": {"status": "COMPLETED"}})
 
-    retry = await add(api, session_id, [user("last words")], key="req-1")
+    retry = await add(api, session_id, [user_message("last words")], key="req-1")
 
     assert retry == first
 
 
 async def test_same_key_with_different_messages_is_a_conflict(api: ApiClient) -> None:
-    session_id = await new_session(api)
-    await add(api, session_id, [user("original")], key="req-1")
+    session_id = await create_session(api)
+    await add(api, session_id, [user_message("original")], key="req-1")
 
     error = await api.error(
-        ADD_MESSAGES, {"sessionId": session_id, "messages": [user("changed")], "key": "req-1"}
+        ADD_MESSAGES,
+        {"sessionId": session_id, "messages": [user_message("changed")], "key": "req-1"},
     )
 
     assert error["extensions"]["code"] == "CONFLICT"
@@ -289,11 +285,11 @@ async def test_same_key_with_different_messages_is_a_conflict(api: ApiClient) ->
 
 
 async def test_same_key_on_another_session_appends_independently(api: ApiClient) -> None:
-    first_session = await new_session(api)
-    second_session = await new_session(api, [user("existing")])
+    first_session = await create_session(api)
+    second_session = await create_session(api, messages=[user_message("existing")])
 
-    on_first = await add(api, first_session, [user("a")], key="shared")
-    on_second = await add(api, second_session, [user("b")], key="shared")
+    on_first = await add(api, first_session, [user_message("a")], key="shared")
+    on_second = await add(api, second_session, [user_message("b")], key="shared")
 
     assert on_first[0]["seq"] == 1
     assert on_second[0]["seq"] == 2
@@ -303,10 +299,10 @@ async def test_same_key_on_another_session_appends_independently(api: ApiClient)
 
 
 async def test_append_without_key_appends_every_time(api: ApiClient) -> None:
-    session_id = await new_session(api)
+    session_id = await create_session(api)
 
-    first = await add(api, session_id, [user("same")])
-    second = await add(api, session_id, [user("same")])
+    first = await add(api, session_id, [user_message("same")])
+    second = await add(api, session_id, [user_message("same")])
 
     assert [first[0]["seq"], second[0]["seq"]] == [1, 2]
     assert first[0]["id"] != second[0]["id"]
@@ -316,10 +312,12 @@ async def test_append_without_key_appends_every_time(api: ApiClient) -> None:
 
 
 async def test_append_to_a_completed_session_is_a_conflict(api: ApiClient) -> None:
-    session_id = await new_session(api, [user("only")])
+    session_id = await create_session(api, messages=[user_message("only")])
     await api.data(UPDATE_SESSION, {"id": session_id, "input": {"status": "COMPLETED"}})
 
-    error = await api.error(ADD_MESSAGES, {"sessionId": session_id, "messages": [user("late")]})
+    error = await api.error(
+        ADD_MESSAGES, {"sessionId": session_id, "messages": [user_message("late")]}
+    )
 
     assert error["extensions"]["code"] == "CONFLICT"
     assert "completed" in error["message"]
@@ -327,7 +325,9 @@ async def test_append_to_a_completed_session_is_a_conflict(api: ApiClient) -> No
 
 
 async def test_append_to_a_missing_session_is_not_found(api: ApiClient) -> None:
-    error = await api.error(ADD_MESSAGES, {"sessionId": "no-such-session", "messages": [user("x")]})
+    error = await api.error(
+        ADD_MESSAGES, {"sessionId": "no-such-session", "messages": [user_message("x")]}
+    )
 
     assert error["extensions"]["code"] == "NOT_FOUND"
     assert "no-such-session" in error["message"]
@@ -336,9 +336,11 @@ async def test_append_to_a_missing_session_is_not_found(api: ApiClient) -> None:
 async def test_append_to_another_organizations_session_is_not_found(
     api: ApiClient, other_api: ApiClient
 ) -> None:
-    session_id = await new_session(other_api)
+    session_id = await create_session(other_api)
 
-    error = await api.error(ADD_MESSAGES, {"sessionId": session_id, "messages": [user("x")]})
+    error = await api.error(
+        ADD_MESSAGES, {"sessionId": session_id, "messages": [user_message("x")]}
+    )
 
     assert error["extensions"]["code"] == "NOT_FOUND"
     assert await message_count(other_api, session_id) == 0
@@ -348,7 +350,7 @@ async def test_append_to_another_organizations_session_is_not_found(
 
 
 async def test_transcript_pages_forward_without_gaps_or_overlap(api: ApiClient) -> None:
-    session_id = await new_session(api, [user(f"m{i}") for i in range(1, 24)])
+    session_id = await create_session(api, messages=[user_message(f"m{i}") for i in range(1, 24)])
 
     visited: list[int] = []
     pages: list[dict[str, Any]] = []
@@ -368,7 +370,7 @@ async def test_transcript_pages_forward_without_gaps_or_overlap(api: ApiClient) 
 
 
 async def test_transcript_pages_backward_without_gaps_or_overlap(api: ApiClient) -> None:
-    session_id = await new_session(api, [user(f"m{i}") for i in range(1, 24)])
+    session_id = await create_session(api, messages=[user_message(f"m{i}") for i in range(1, 24)])
 
     visited: list[int] = []
     pages: list[dict[str, Any]] = []
@@ -388,7 +390,7 @@ async def test_transcript_pages_backward_without_gaps_or_overlap(api: ApiClient)
 
 
 async def test_last_five_are_the_newest_in_ascending_seq(api: ApiClient) -> None:
-    session_id = await new_session(api, [user(f"m{i}") for i in range(1, 13)])
+    session_id = await create_session(api, messages=[user_message(f"m{i}") for i in range(1, 13)])
 
     page = await transcript(api, session_id, last=5)
 
@@ -401,7 +403,7 @@ async def test_last_five_are_the_newest_in_ascending_seq(api: ApiClient) -> None
 
 
 async def test_transcript_page_holds_fifty_messages_by_default(api: ApiClient) -> None:
-    session_id = await new_session(api, [user(f"m{i}") for i in range(60)])
+    session_id = await create_session(api, messages=[user_message(f"m{i}") for i in range(60)])
 
     page = await transcript(api, session_id)
 
@@ -410,8 +412,8 @@ async def test_transcript_page_holds_fifty_messages_by_default(api: ApiClient) -
 
 
 async def test_transcript_total_count_is_the_message_count(api: ApiClient) -> None:
-    session_id = await new_session(api, [user(f"m{i}") for i in range(7)])
-    await add(api, session_id, [user("more"), user("and more")])
+    session_id = await create_session(api, messages=[user_message(f"m{i}") for i in range(7)])
+    await add(api, session_id, [user_message("more"), user_message("and more")])
 
     page = await transcript(api, session_id, first=2)
 
@@ -419,7 +421,7 @@ async def test_transcript_total_count_is_the_message_count(api: ApiClient) -> No
 
 
 async def test_transcript_cursors_are_the_first_and_last_edge_cursors(api: ApiClient) -> None:
-    session_id = await new_session(api, [user(f"m{i}") for i in range(6)])
+    session_id = await create_session(api, messages=[user_message(f"m{i}") for i in range(6)])
 
     page = (await transcript(api, session_id, first=3, after=None))["messages"]
 
@@ -428,7 +430,7 @@ async def test_transcript_cursors_are_the_first_and_last_edge_cursors(api: ApiCl
 
 
 async def test_transcript_of_a_session_without_messages_is_empty(api: ApiClient) -> None:
-    session_id = await new_session(api)
+    session_id = await create_session(api)
 
     page = (await transcript(api, session_id))["messages"]
 

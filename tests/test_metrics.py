@@ -23,8 +23,10 @@ from sessiongraph.app import create_app
 from sessiongraph.settings import Settings
 from storage import Database
 from tests.api_client import ApiClient
+from tests.factories import create_session
 from tests.faults import failing, failpoint_database
-from tests.ws_client import WAIT_SECONDS, connected, serving
+from tests.serving import serving
+from tests.ws_client import WAIT_SECONDS, connected
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -58,9 +60,6 @@ LAST_WRITE = "sessiongraph_subscription_event_last_write_seconds_count"
 DB_FAILURES = "sessiongraph_database_command_failures_total"
 RESTARTS = "sessiongraph_change_stream_restarts_total"
 
-CREATE_SESSION = """
-mutation MetricsCreate($name: String) { createSession(input: {name: $name}) { id } }
-"""
 ADD_MESSAGE = """
 mutation MetricsAdd($sessionId: ID!) {
   addMessages(sessionId: $sessionId, messages: [{user: {content: "hello"}}]) { seq }
@@ -93,11 +92,9 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
-async def until_value(
-    base_url: str, name: str, expected: float, within: float = WAIT_SECONDS, **labels: str
-) -> Samples:
-    """Scrape until the sample `name{labels}` is `expected` (failing after `within` s)."""
-    deadline = time.monotonic() + within
+async def until_value(base_url: str, name: str, expected: float, **labels: str) -> Samples:
+    """Scrape until the sample `name{labels}` is `expected` (failing after WAIT_SECONDS)."""
+    deadline = time.monotonic() + WAIT_SECONDS
     while True:
         samples = await scrape(base_url)
         found = value(samples, name, **labels)
@@ -106,11 +103,6 @@ async def until_value(
         if time.monotonic() > deadline:
             raise AssertionError(f"{name}{labels} is {found}, expected {expected}")
         await asyncio.sleep(0.05)
-
-
-async def new_session(api: ApiClient) -> str:
-    session_id: str = (await api.data(CREATE_SESSION, {"name": "metrics"}))["createSession"]["id"]
-    return session_id
 
 
 # The endpoint
@@ -137,7 +129,7 @@ async def test_metrics_can_be_turned_off(settings: Settings) -> None:
 async def test_no_organization_or_key_appears_in_the_metrics(
     server: str, api: ApiClient, org: tuple[str, str]
 ) -> None:
-    session_id = await new_session(api)
+    session_id = await create_session(api, name="metrics")
     async with connected(server, org[1]) as client:
         await client.subscribe("1", MESSAGE_ADDED, {"sessionId": session_id})
         await api.data(ADD_MESSAGE, {"sessionId": session_id})
@@ -255,7 +247,7 @@ async def test_a_document_that_does_not_parse_is_counted_with_an_unknown_type(
 async def test_a_subscription_is_counted_while_it_runs_and_its_events_are_delivered(
     server: str, api: ApiClient, org: tuple[str, str]
 ) -> None:
-    session_id = await new_session(api)
+    session_id = await create_session(api, name="metrics")
     before = await scrape(server)
     connections = value(before, CONNECTIONS)
     running = value(before, SUBSCRIPTIONS)
@@ -307,7 +299,7 @@ async def test_every_subscription_field_of_the_schema_is_a_label_of_its_own(
 async def test_an_event_shared_by_subscribers_is_timed_once_at_its_last_write(
     server: str, api: ApiClient, org: tuple[str, str]
 ) -> None:
-    session_id = await new_session(api)
+    session_id = await create_session(api, name="metrics")
     field = {"field": "messageAdded"}
     before = await scrape(server)
     async with connected(server, org[1]) as first, connected(server, org[1]) as second:

@@ -11,12 +11,8 @@ import orjson
 
 from sessiongraph.operations import MAX_MANIFEST_BYTES
 from storage import Database
-from tests import test_cli
 from tests.api_client import ApiClient
-from tests.test_cli import sessiongraph
-
-cli_env = test_cli.cli_env
-"""The same fixture as tests/test_cli.py's: the environment of a user of the test database."""
+from tests.command_line import sessiongraph
 
 COUNT_DATA = {"data": {"sessions": {"totalCount": 0}}}
 

@@ -12,9 +12,10 @@ from websockets.exceptions import InvalidStatus
 
 from sessiongraph.settings import Settings
 from storage import Database
-from tests.conftest import new_org_key
+from tests.keys import new_org_key
+from tests.serving import serving
 from tests.sse_client import sse
-from tests.ws_client import connect, serving
+from tests.ws_client import connect
 
 LISTED = "https://app.example"
 OTHER = "https://evil.example"

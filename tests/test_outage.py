@@ -13,7 +13,7 @@ from sessiongraph.embedded import EmbeddedDatabase
 from sessiongraph.settings import Settings
 from storage import ApiKeyStore, Database
 from tests.api_client import ApiClient
-from tests.conftest import new_org_key
+from tests.factories import create_session
 from tests.faults import (
     OUTAGE_TIMEOUT_MS,
     SESSION_NAME,
@@ -21,9 +21,9 @@ from tests.faults import (
     answered_within,
     append,
     eventually_ok,
-    new_session,
 )
-from tests.ws_client import serving
+from tests.keys import new_org_key
+from tests.serving import serving
 
 # The database goes away, and comes back.
 
@@ -63,7 +63,7 @@ async def outage(
             auth_cache_seconds=3600,
         ) as (url, _):
             async with ApiClient(url, key) as api:
-                session_id = await new_session(api, "before the outage")
+                session_id = await create_session(api, name="before the outage")
             await database.stop_async()
             yield Outage(url, key, fresh_key, session_id, database)
     finally:

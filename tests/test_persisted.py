@@ -68,7 +68,10 @@ async def strict_server(settings: Settings) -> AsyncIterator[str]:
 
 
 async def registered(database: Database, org_id: str) -> list[dict[str, Any]]:
-    return await database.registered_documents.find({"org_id": org_id}).to_list(None)
+    documents: list[dict[str, Any]] = await database.registered_documents.find(
+        {"org_id": org_id}
+    ).to_list(None)
+    return documents
 
 
 async def trusted(database: Database, text: str) -> str:

@@ -20,14 +20,14 @@ from storage import (
     Database,
     MessageStore,
     SessionNotFound,
-    SessionPosition,
     SessionQuery,
     SessionRecord,
     SessionStore,
     TimeRange,
 )
 from storage.database import Planner, planner_of
-from tests.new_records import new_session, text
+from storage.records import SessionOrderField
+from tests.factories import message_record, position_of, session_record
 
 CUSTOMERS = ["+14155550001", "+14155550002", "+14155550003"]
 BASE = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -57,7 +57,9 @@ async def seeded(db: Database, org_id: str) -> list[SessionRecord]:
             "customer": {"number": CUSTOMERS[n % 3]},
             "assistant_id": f"assistant-{n % 4}",
         }
-        record, _ = await store.create(org_id, new_session(**fields), [text("a"), text("b")])
+        record, _ = await store.create(
+            org_id, session_record(**fields), [message_record("a"), message_record("b")]
+        )
         at = BASE + timedelta(minutes=minutes)
         await db.sessions.update_one(
             {"_id": record["id"]},
@@ -87,7 +89,7 @@ async def walk(store: SessionStore, org_id: str, query: SessionQuery, **order: A
         if not page.has_next:
             break
         last = page.items[-1]
-        after = SessionPosition(last[order.get("order_by", "created_at")], last["id"])
+        after = position_of(last, order.get("order_by", "created_at"))
     backward: list[str] = []
     before = None
     while True:
@@ -96,7 +98,7 @@ async def walk(store: SessionStore, org_id: str, query: SessionQuery, **order: A
         if not page.has_previous:
             break
         head = page.items[0]
-        before = SessionPosition(head[order.get("order_by", "created_at")], head["id"])
+        before = position_of(head, order.get("order_by", "created_at"))
     assert forward == backward
     return forward
 
@@ -155,7 +157,7 @@ async def test_the_unfiltered_first_page_finds_sessions_older_than_every_window(
 ) -> None:
     org_id = f"org-{uuid.uuid4().hex[:10]}"
     store = SessionStore(planners["simple"])
-    record, _ = await store.create(org_id, new_session(), [])
+    record, _ = await store.create(org_id, session_record(), [])
     ancient = datetime(1990, 1, 1, tzinfo=UTC)
     await planners["simple"].sessions.update_one(
         {"_id": record["id"]}, {"$set": {"created_at": ancient, "updated_at": ancient}}
@@ -174,7 +176,7 @@ async def test_both_shapes_read_the_same_message_ranges_of_several_sessions(
     records = await seeded(planners["full"], org_id)
     stranger = (await seeded(planners["full"], f"other-{org_id}"))[0]
     store = MessageStore(planners["full"])
-    await store.append(org_id, records[1]["id"], [text(f"m{n}") for n in range(5)])
+    await store.append(org_id, records[1]["id"], [message_record(f"m{n}") for n in range(5)])
     ranges = [
         (records[1]["id"], 2, 6),
         (records[1]["id"], 5, 7),  # overlapping ranges of one session
@@ -197,9 +199,13 @@ async def deleted_by(db: Database, org_id: str) -> dict[str, Any]:
     append's idempotency key) deleted from another organization, then from its own, then again;
     the neighbour session left alone. Ids, organization and times left out, to compare shapes."""
     store = SessionStore(db)
-    target, _ = await store.create(org_id, new_session(name="target"), [text("a"), text("b")])
-    neighbour, _ = await store.create(org_id, new_session(name="neighbour"), [text("n")])
-    await MessageStore(db).append(org_id, target["id"], [text("c")], idempotency_key="k")
+    target, _ = await store.create(
+        org_id, session_record(name="target"), [message_record("a"), message_record("b")]
+    )
+    neighbour, _ = await store.create(
+        org_id, session_record(name="neighbour"), [message_record("n")]
+    )
+    await MessageStore(db).append(org_id, target["id"], [message_record("c")], idempotency_key="k")
     outcome: dict[str, Any] = {}
     with pytest.raises(SessionNotFound):
         await store.delete(f"other-{org_id}", target["id"])
@@ -304,7 +310,7 @@ async def test_the_simple_shape_reads_ids_first_only_when_its_planner_cannot_ser
 
 @pytest.mark.parametrize("order_by", ["created_at", "updated_at"])
 async def test_the_simple_shapes_windows_hold_little_more_than_the_page(
-    mongo_uri: str, settings: Settings, database: Database, order_by: str
+    mongo_uri: str, settings: Settings, database: Database, order_by: SessionOrderField
 ) -> None:
     # 120 sessions an hour apart, newest first: once a window has found some, the next is
     # sized by their density, so the windows hold about the page, not up to 4 times it.
@@ -313,7 +319,7 @@ async def test_the_simple_shapes_windows_hold_little_more_than_the_page(
     store = SessionStore(database)
     newest: list[str] = []
     for hours in range(120):
-        record, _ = await store.create(org_id, new_session(), [])
+        record, _ = await store.create(org_id, session_record(), [])
         newest.append(record["id"])
         at = now - timedelta(hours=hours, minutes=30)
         await database.sessions.update_one(

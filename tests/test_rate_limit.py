@@ -18,11 +18,11 @@ from sessiongraph.rate_limit import TokenBuckets
 from sessiongraph.settings import Settings
 from storage import Database
 from tests.api_client import ApiClient
-from tests.conftest import new_org_key
+from tests.keys import key_id_of, new_org_key, signer
 from tests.operations import CREATE_SESSION_ID
+from tests.serving import serving
 from tests.sse_client import sse
-from tests.test_tokens import key_id_of, signer
-from tests.ws_client import connected, serving
+from tests.ws_client import connected
 
 COUNT = "{ sessions { totalCount } }"
 COSTLY = "{ sessions(first: 20) { nodes { messages(last: 20) { nodes { seq } } } } }"

@@ -12,7 +12,7 @@ from schema import LIST_ARGUMENTS, PAGE_SIZES, create_schema
 from schema.cost import operation_cost
 from sessiongraph.settings import Settings
 from tests.api_client import ApiClient
-from tests.test_command_count import counted
+from tests.command_log import counted
 
 CREATE = """
 mutation Create($name: String!) {
@@ -49,14 +49,14 @@ query Heavy($ids: [ID!]!) {
 """
 
 
-async def new_session(api: ApiClient, name: str) -> tuple[str, list[str]]:
+async def session_with_messages(api: ApiClient, name: str) -> tuple[str, list[str]]:
     """A session called `name` with two messages: its id and its messages' ids."""
     created = (await api.data(CREATE, {"name": name}))["createSession"]
     return created["id"], [m["id"] for m in created["messages"]["nodes"]]
 
 
 async def test_a_session_is_fetched_again_by_its_id(api: ApiClient) -> None:
-    session_id, _ = await new_session(api, "refetched")
+    session_id, _ = await session_with_messages(api, "refetched")
 
     node = (await api.data(NODE, {"id": session_id}))["node"]
 
@@ -69,7 +69,7 @@ async def test_a_session_is_fetched_again_by_its_id(api: ApiClient) -> None:
 
 
 async def test_a_message_is_fetched_again_by_its_id_as_its_role_type(api: ApiClient) -> None:
-    session_id, (system_id, user_id) = await new_session(api, "messages")
+    session_id, (system_id, user_id) = await session_with_messages(api, "messages")
 
     system = (await api.data(NODE, {"id": system_id}))["node"]
     user = (await api.data(NODE, {"id": user_id}))["node"]
@@ -89,7 +89,7 @@ async def test_a_message_is_fetched_again_by_its_id_as_its_role_type(api: ApiCli
 async def test_another_organizations_session_and_message_read_as_null(
     api: ApiClient, other_api: ApiClient
 ) -> None:
-    session_id, message_ids = await new_session(other_api, "theirs")
+    session_id, message_ids = await session_with_messages(other_api, "theirs")
 
     for node_id in (session_id, *message_ids):
         assert (await api.data(NODE, {"id": node_id}))["node"] is None
@@ -98,7 +98,7 @@ async def test_another_organizations_session_and_message_read_as_null(
 
 
 async def test_unknown_and_malformed_ids_read_as_null(api: ApiClient) -> None:
-    session_id, _ = await new_session(api, "known")
+    session_id, _ = await session_with_messages(api, "known")
     for node_id in (str(uuid.uuid4()), "not-an-id", "", session_id.upper(), f"{{{session_id}}}"):
         assert (await api.data(NODE, {"id": node_id}))["node"] is None, node_id
 
@@ -106,8 +106,8 @@ async def test_unknown_and_malformed_ids_read_as_null(api: ApiClient) -> None:
 async def test_nodes_answers_each_id_in_order_with_null_where_there_is_none(
     api: ApiClient, other_api: ApiClient
 ) -> None:
-    session_id, (_, user_id) = await new_session(api, "mine")
-    theirs, _ = await new_session(other_api, "theirs")
+    session_id, (_, user_id) = await session_with_messages(api, "mine")
+    theirs, _ = await session_with_messages(other_api, "theirs")
     unknown = str(uuid.uuid4())
 
     ids = [user_id, unknown, session_id, theirs, "garbage", session_id]
@@ -140,7 +140,7 @@ async def test_more_ids_than_allowed_are_refused_naming_the_argument(api: ApiCli
 async def test_nodes_of_one_type_are_read_with_one_command_whatever_their_number(
     api: ApiClient, settings: Settings
 ) -> None:
-    created = [await new_session(api, f"batch {n}") for n in range(10)]
+    created = [await session_with_messages(api, f"batch {n}") for n in range(10)]
     session_ids = [session_id for session_id, _ in created]
     message_ids = [ids[1] for _, ids in created]
 
@@ -162,7 +162,7 @@ async def test_nodes_of_one_type_are_read_with_one_command_whatever_their_number
 
 
 async def test_aliased_node_fields_are_read_together(api: ApiClient, settings: Settings) -> None:
-    created = [await new_session(api, f"alias {n}") for n in range(5)]
+    created = [await session_with_messages(api, f"alias {n}") for n in range(5)]
     fields = "{ id ... on Session { name } }"
     one = await counted(api, settings.db_name, f'{{ n0: node(id: "{created[0][0]}") {fields} }}')
     five = await counted(

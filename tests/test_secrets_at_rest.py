@@ -11,7 +11,7 @@ from sessiongraph.settings import Settings
 from storage import Database
 from storage.secret_box import InvalidSecretKey, SecretBox
 from tests.api_client import ApiClient
-from tests.conftest import new_org_key
+from tests.keys import new_org_key
 from tests.operations import CREATE_SESSION_ID
 from tests.serving import bound_socket, serve
 

@@ -16,8 +16,8 @@ from storage import Database, SessionNotFound, SessionQuery, SessionStore
 from storage.database import to_list
 from storage.scope import ScopedSessionStore
 from storage.session_counts import SessionCounter, count_by_query, slot_ids
+from tests.factories import message_record, session_record
 from tests.faults import failing, failpoint_database
-from tests.new_records import new_session, text
 
 CONCURRENT = 40
 PRE_EXISTING = 120
@@ -53,7 +53,7 @@ def stored_document(org_id: str) -> dict[str, Any]:
     return {
         "_id": str(uuid.uuid4()),
         "org_id": org_id,
-        **new_session(name="pre-existing"),
+        **session_record(name="pre-existing"),
         "expires_at": now,
         "created_at": now,
         "updated_at": now,
@@ -66,7 +66,7 @@ async def test_an_organizations_total_is_read_from_its_counter(
 ) -> None:
     store = SessionStore(database)
     for _ in range(3):
-        await store.create(org_id, new_session(), [])
+        await store.create(org_id, session_record(), [])
 
     assert await store.count(org_id, EVERYTHING) == 3
     # The counter, not a count: a counter changed by hand is what the total says.
@@ -81,14 +81,14 @@ async def test_concurrent_creates_and_deletes_keep_the_counter_exact(
 ) -> None:
     store = SessionStore(database)
     created = await asyncio.gather(
-        *(store.create(org_id, new_session(), [text("hi")]) for _ in range(CONCURRENT))
+        *(store.create(org_id, session_record(), [message_record("hi")]) for _ in range(CONCURRENT))
     )
     assert await assert_exact(database, org_id) == CONCURRENT
 
     doomed = [session["id"] for session, _ in created[: CONCURRENT // 2]]
     await asyncio.gather(
         *(store.delete(org_id, session_id) for session_id in doomed),
-        *(store.create(org_id, new_session(), []) for _ in range(CONCURRENT // 4)),
+        *(store.create(org_id, session_record(), []) for _ in range(CONCURRENT // 4)),
     )
 
     assert await assert_exact(database, org_id) == CONCURRENT - CONCURRENT // 2 + CONCURRENT // 4
@@ -105,13 +105,13 @@ async def test_the_first_count_of_pre_existing_sessions_is_exact_while_creates_g
 
     results = await asyncio.gather(
         *(counter.total(org_id) for counter in counters for _ in range(3)),
-        *(store.create(org_id, new_session(), []) for _ in range(CONCURRENT)),
+        *(store.create(org_id, session_record(), []) for _ in range(CONCURRENT)),
     )
 
     totals = [result for result in results if isinstance(result, int)]
     assert all(PRE_EXISTING <= total <= PRE_EXISTING + CONCURRENT for total in totals), totals
     assert await assert_exact(database, org_id) == PRE_EXISTING + CONCURRENT
-    await store.create(org_id, new_session(), [])
+    await store.create(org_id, session_record(), [])
     assert await assert_exact(database, org_id) == PRE_EXISTING + CONCURRENT + 1
 
 
@@ -120,8 +120,8 @@ async def test_changes_before_the_first_count_are_not_counted_twice(
 ) -> None:
     await database.sessions.insert_many([stored_document(org_id) for _ in range(5)])
     store = SessionStore(database)
-    await store.create(org_id, new_session(), [])
-    doomed, _ = await store.create(org_id, new_session(), [])
+    await store.create(org_id, session_record(), [])
+    doomed, _ = await store.create(org_id, session_record(), [])
     await store.delete(org_id, doomed["id"])
     # The counter holds only the changes since counting began (+1 +1 -1): not yet exact.
     slots = await slots_of(database, org_id)
@@ -135,10 +135,10 @@ async def test_organizations_are_counted_apart(database: Database) -> None:
     store = SessionStore(database)
     one, two = f"org-{uuid.uuid4().hex[:10]}", f"org-{uuid.uuid4().hex[:10]}"
     await asyncio.gather(
-        *(store.create(one, new_session(), []) for _ in range(7)),
-        *(store.create(two, new_session(), []) for _ in range(3)),
+        *(store.create(one, session_record(), []) for _ in range(7)),
+        *(store.create(two, session_record(), []) for _ in range(3)),
     )
-    victim, _ = await store.create(two, new_session(), [])
+    victim, _ = await store.create(two, session_record(), [])
     await store.delete(two, victim["id"])
 
     assert await assert_exact(database, one) == 7
@@ -154,8 +154,8 @@ async def test_a_session_scoped_caller_counts_only_its_sessions(
     database: Database, org_id: str
 ) -> None:
     store = SessionStore(database)
-    mine = [(await store.create(org_id, new_session(), []))[0]["id"] for _ in range(2)]
-    await store.create(org_id, new_session(), [])
+    mine = [(await store.create(org_id, session_record(), []))[0]["id"] for _ in range(2)]
+    await store.create(org_id, session_record(), [])
 
     scoped = ScopedSessionStore(store, frozenset(mine))
 
@@ -168,8 +168,8 @@ async def test_without_transactions_no_counter_is_kept_and_totals_are_counted(
 ) -> None:
     plain = Database(database.client, database.db.name, supports_transactions=False)
     store = SessionStore(plain)
-    created, _ = await store.create(org_id, new_session(), [text("a")])
-    await store.create(org_id, new_session(), [])
+    created, _ = await store.create(org_id, session_record(), [message_record("a")])
+    await store.create(org_id, session_record(), [])
     await store.delete(org_id, created["id"])
 
     assert await store.count(org_id, EVERYTHING) == 1
@@ -180,13 +180,13 @@ async def test_aborted_creates_and_deletes_leave_the_counter_as_it_was(db_name: 
     async with failpoint_database(db_name) as (_, db, _):
         org_id = f"org-{uuid.uuid4().hex[:10]}"
         store = SessionStore(db)
-        kept, _ = await store.create(org_id, new_session(), [text("a")])
+        kept, _ = await store.create(org_id, session_record(), [message_record("a")])
         assert await assert_exact(db, org_id) == 1
 
         # The counter's own write fails: the create's session and messages go with it.
         async with failing(db, "update", "alwaysOn", errorCode=ILLEGAL_OPERATION):
             with pytest.raises(OperationFailure):
-                await store.create(org_id, new_session(name="aborted"), [text("b")])
+                await store.create(org_id, session_record(name="aborted"), [message_record("b")])
         # The delete's last write fails after the counter's: the counter's is undone too.
         async with failing(db, "delete", "alwaysOn", errorCode=ILLEGAL_OPERATION):
             with pytest.raises(OperationFailure):

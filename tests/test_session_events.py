@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -25,17 +25,17 @@ from storage.events import EventHub
 from storage.session_event_feed import EventFeed
 from storage.session_events import LogPosition, SessionEventLog
 from tests.api_client import ApiClient
-from tests.conftest import new_org_key
-from tests.new_records import new_session, text
+from tests.factories import message_record, session_record
+from tests.keys import new_org_key
 from tests.operations import (
     CREATE_ACCESS_TOKEN,
     CREATE_SESSION_ID,
     DELETE_SESSION,
     UPDATE_SESSION,
 )
+from tests.serving import server_process, serving
 from tests.sse_client import sse
-from tests.test_events import server_process
-from tests.ws_client import PROTOCOLS, Protocol, WsClient, connected, serving, wait_until
+from tests.ws_client import PROTOCOLS, Protocol, WsClient, connected, wait_until
 
 SESSION_EVENTS = """
 subscription Feed($after: String) {
@@ -323,8 +323,8 @@ async def test_changes_made_while_no_server_ran_are_replayed_after_a_restart(
         cursor = (await events_until(client, 1))[0]["cursor"]
     # No server runs: these commit with nobody watching (a crashed fleet, say).
     sessions, messages = SessionStore(db), MessageStore(db)
-    made, _ = await sessions.create(org_id, new_session(name="while down"), [])
-    await messages.append(org_id, made["id"], [text("hi")])
+    made, _ = await sessions.create(org_id, session_record(name="while down"), [])
+    await messages.append(org_id, made["id"], [message_record("hi")])
     await sessions.delete(org_id, first)
     async with (
         serving(settings, db_name=db_name) as (url, app),
@@ -469,7 +469,9 @@ async def test_a_subscriber_that_falls_behind_rereads_what_it_missed_from_the_lo
         hub = hub_of(app)
         # The stream driven directly, so that the test decides when it is read.
         stream = session_event_stream(app.state.services.context(Caller(org[0])), None)
-        first = asyncio.create_task(anext(stream))
+        # An async generator, which the test closes when done with it.
+        assert isinstance(stream, AsyncGenerator)
+        first = asyncio.ensure_future(anext(stream))
         await wait_until(lambda: hub.session_events.feed_count == 1, "the feed is registered")
         created = [await create(api)]
         assert (await first).session_id == created[0]
@@ -530,7 +532,7 @@ async def test_a_restart_past_the_oplog_window_leaves_a_gap_that_old_cursors_are
             cursor = (await events_until(client, 1))[0]["cursor"]
         # While no server runs, more changes than the oplog keeps.
         for _ in range(3):
-            await SessionStore(db).create(org_id, new_session(), [])
+            await SessionStore(db).create(org_id, session_record(), [])
         await db.db["filler"].insert_many([{"n": n} for n in range(OPLOG_PRUNE_WRITES)])
         async with (
             serving(settings, **changes) as (url, app),

@@ -56,7 +56,7 @@ from storage.events import EventHub
 from storage.expiry import ExpirySweeper
 from storage.persisted import PersistedDocumentStore, document_id
 from storage.session_events import LogPosition, SessionEventLog
-from tests.new_records import new_session, text
+from tests.factories import message_record, session_record
 
 SCALING_DOC = Path(__file__).resolve().parents[1] / "docs" / "scaling.md"
 
@@ -333,7 +333,7 @@ async def exercise_sessions(db: Database, org_id: str) -> list[SessionRecord]:
     store = SessionStore(db)
     first, _ = await store.create(
         org_id,
-        new_session(
+        session_record(
             name="support",
             assistant_id="asst-1",
             assistant={"name": "Ava"},
@@ -342,22 +342,26 @@ async def exercise_sessions(db: Database, org_id: str) -> list[SessionRecord]:
             phone_number={"twilioPhoneNumber": "+14155550100"},
             phone_number_secrets={"twilioAuthToken": "secret"},
         ),
-        [text("one"), text("two"), text("three")],
+        [message_record("one"), message_record("two"), message_record("three")],
     )
-    second, _ = await store.create(org_id, new_session(), [])
+    second, _ = await store.create(org_id, session_record(), [])
     third, _ = await store.create(
-        org_id, new_session(customer={"number": "+14155550999"}), [text("a"), text("b")]
+        org_id,
+        session_record(customer={"number": "+14155550999"}),
+        [message_record("a"), message_record("b")],
     )
-    keyed, _ = await store.create(org_id, new_session(name="keyed"), [text("k")], "create-key")
+    keyed, _ = await store.create(
+        org_id, session_record(name="keyed"), [message_record("k")], "create-key"
+    )
     replayed, initial = await store.create(
-        org_id, new_session(name="keyed"), [text("k")], "create-key"
+        org_id, session_record(name="keyed"), [message_record("k")], "create-key"
     )
     assert replayed["id"] == keyed["id"]
     assert [m["seq"] for m in initial] == [1]
     with pytest.raises(IdempotencyKeyReused):
-        await store.create(org_id, new_session(name="other"), [], "create-key")
+        await store.create(org_id, session_record(name="other"), [], "create-key")
     racing = await asyncio.gather(
-        *(store.create(org_id, new_session(), [], "create-race") for _ in range(2))
+        *(store.create(org_id, session_record(), [], "create-race") for _ in range(2))
     )
     assert racing[0][0]["id"] == racing[1][0]["id"]
     await store.delete(org_id, keyed["id"])
@@ -429,19 +433,23 @@ async def exercise_messages(db: Database, org_id: str, sessions: list[SessionRec
     store = MessageStore(db)
     first, second, third = (s["id"] for s in sessions)
 
-    await store.append(org_id, first, [text("four")])
-    await store.append(org_id, second, [text("x"), text("y")], idempotency_key="k1")
-    replayed = await store.append(org_id, second, [text("x"), text("y")], idempotency_key="k1")
+    await store.append(org_id, first, [message_record("four")])
+    await store.append(
+        org_id, second, [message_record("x"), message_record("y")], idempotency_key="k1"
+    )
+    replayed = await store.append(
+        org_id, second, [message_record("x"), message_record("y")], idempotency_key="k1"
+    )
     assert [m["seq"] for m in replayed] == [1, 2]
     with pytest.raises(IdempotencyKeyReused):
-        await store.append(org_id, second, [text("other")], idempotency_key="k1")
+        await store.append(org_id, second, [message_record("other")], idempotency_key="k1")
     racing = await asyncio.gather(
-        store.append(org_id, third, [text("c")], idempotency_key="k2"),
-        store.append(org_id, third, [text("c")], idempotency_key="k2"),
+        store.append(org_id, third, [message_record("c")], idempotency_key="k2"),
+        store.append(org_id, third, [message_record("c")], idempotency_key="k2"),
     )
     assert [m["seq"] for m in racing[0]] == [m["seq"] for m in racing[1]] == [3]
     with pytest.raises(SessionNotFound):
-        await store.append(org_id, "missing", [text("x")])
+        await store.append(org_id, "missing", [message_record("x")])
 
     # Transcript pages as the resolvers ask for them: forward, backward, and the
     # DataLoader's batch of several sessions in one command.
@@ -468,10 +476,10 @@ async def exercise_messages(db: Database, org_id: str, sessions: list[SessionRec
     message_ids = [m["id"] for m in batch[0]]
     assert all(await loaders.node_by_id.load_many(message_ids))
 
-    closed, _ = await SessionStore(db).create(org_id, new_session(), [])
+    closed, _ = await SessionStore(db).create(org_id, session_record(), [])
     await SessionStore(db).update(org_id, closed["id"], {"status": "completed"})
     with pytest.raises(SessionClosed):
-        await store.append(org_id, closed["id"], [text("late")])
+        await store.append(org_id, closed["id"], [message_record("late")])
 
 
 async def exercise_without_transactions(db: Database, org_id: str) -> None:
@@ -479,16 +487,18 @@ async def exercise_without_transactions(db: Database, org_id: str) -> None:
     plain = Database(db.client, db.db.name, supports_transactions=False, planner=db.planner)
     sessions = SessionStore(plain)
     store = MessageStore(plain)
-    session, _ = await sessions.create(org_id, new_session(), [text("one")])
-    keyed, _ = await sessions.create(org_id, new_session(), [text("one")], "k")
-    assert (await sessions.create(org_id, new_session(), [text("one")], "k"))[0] == keyed
+    session, _ = await sessions.create(org_id, session_record(), [message_record("one")])
+    keyed, _ = await sessions.create(org_id, session_record(), [message_record("one")], "k")
+    assert (await sessions.create(org_id, session_record(), [message_record("one")], "k"))[
+        0
+    ] == keyed
     await sessions.delete(org_id, keyed["id"])
-    await store.append(org_id, session["id"], [text("two")], idempotency_key="k")
+    await store.append(org_id, session["id"], [message_record("two")], idempotency_key="k")
     await sessions.update(org_id, session["id"], {"status": "completed"})
     with pytest.raises(SessionClosed):
-        await store.append(org_id, session["id"], [text("late")])
+        await store.append(org_id, session["id"], [message_record("late")])
     with pytest.raises(SessionNotFound):
-        await store.append(org_id, "missing", [text("x")])
+        await store.append(org_id, "missing", [message_record("x")])
     await sessions.delete(org_id, session["id"])
 
 

@@ -22,6 +22,7 @@ from sessiongraph.live.tracking import SubscriptionTracker
 from sessiongraph.settings import Settings
 from storage.events import EventHub
 from tests.api_client import ApiClient
+from tests.log_records import extra, extras
 from tests.serving import bound_socket, serve
 from tests.sse_client import sse
 from tests.ws_client import (
@@ -146,9 +147,9 @@ async def test_shutdown_closes_subscriptions_with_1012_and_stops_them_before_the
         assert not server.tracker.connections
         assert server.hub.feed_count == 0
         stops = stop_lines(caplog)
-        assert sorted((r.subscription_id, r.reason, r.events_delivered) for r in stops) == [
-            (id, "shutdown", count) for id, count in sorted(received.items())
-        ]
+        assert sorted(
+            extras(r, "subscription_id", "reason", "events_delivered") for r in stops
+        ) == [(id, "shutdown", count) for id, count in sorted(received.items())]
         closing = [r for r in caplog.records if r.getMessage().startswith("shutting down")]
         assert len(closing) == 1
         assert all(r.created <= closing[0].created for r in stops)
@@ -205,7 +206,7 @@ async def test_draining_closes_connections_the_server_left_open_with_1012(
 
             assert await client.close_code() == SERVICE_RESTART
         assert not server.tracker.subscriptions
-        assert sorted((r.subscription_id, r.reason) for r in stop_lines(caplog)) == [
+        assert sorted(extras(r, "subscription_id", "reason") for r in stop_lines(caplog)) == [
             ("1", "shutdown"),
             ("2", "shutdown"),
         ]
@@ -250,8 +251,8 @@ async def test_a_client_that_stopped_reading_does_not_hold_up_shutdown(
         assert await client.close_code() == SERVICE_RESTART
 
     stops = stop_lines(caplog)
-    assert [(r.subscription_id, r.reason) for r in stops] == [("1", "shutdown")]
-    assert stops[0].events_delivered < BATCHES * 100
+    assert [extras(r, "subscription_id", "reason") for r in stops] == [("1", "shutdown")]
+    assert extra(stops[0], "events_delivered") < BATCHES * 100
     closing = [r for r in caplog.records if r.getMessage().startswith("shutting down")]
     assert caplog.records.index(stops[0]) < caplog.records.index(closing[0])
     assert problems(caplog) == []
@@ -268,7 +269,9 @@ async def test_draining_a_client_that_stopped_reading_is_bounded(
             await server.tracker.drain(0.5)
 
         assert not server.tracker.subscriptions
-        assert [(r.subscription_id, r.reason) for r in stop_lines(caplog)] == [("1", "shutdown")]
+        assert [extras(r, "subscription_id", "reason") for r in stop_lines(caplog)] == [
+            ("1", "shutdown")
+        ]
 
 
 async def test_a_stopped_server_accepts_no_more_connections(
@@ -299,7 +302,7 @@ async def test_shutdown_ends_sse_streams_at_once_without_complete(
             events = await reader.ended()
         assert [e for e in events if not e.comment] == []
         stops = stop_lines(caplog)
-        assert [(r.protocol, r.reason) for r in stops] == [("sse", "shutdown")]
+        assert [extras(r, "protocol", "reason") for r in stops] == [("sse", "shutdown")]
         assert not server.tracker.connections
         assert server.hub.feed_count == 0
     assert problems(caplog) == []
@@ -318,5 +321,7 @@ async def test_draining_ends_sse_streams(
             await server.tracker.drain(WAIT_SECONDS)
 
             assert [e for e in await reader.ended() if not e.comment] == []
-        assert [(r.protocol, r.reason) for r in stop_lines(caplog)] == [("sse", "shutdown")]
+        assert [extras(r, "protocol", "reason") for r in stop_lines(caplog)] == [
+            ("sse", "shutdown")
+        ]
         await wait_until(lambda: not server.tracker.connections, "the stream is gone")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from starlette.applications import Starlette
@@ -17,10 +16,13 @@ from storage import Database
 from storage.clock import utc_now
 from storage.events import EventHub
 from tests.api_client import ApiClient
-from tests.conftest import new_org_key
-from tests.operations import CREATE_SESSION_ID, DELETE_SESSION, UPDATE_SESSION
+from tests.factories import create_session, numbered_messages
+from tests.keys import new_org_key
+from tests.log_records import extras
+from tests.operations import DELETE_SESSION, UPDATE_SESSION
+from tests.serving import serving
 from tests.sse_client import EventReader, sse
-from tests.ws_client import serving, wait_until
+from tests.ws_client import wait_until
 
 MESSAGE_ADDED = """
 subscription Watch($sessionId: ID!, $afterSeq: Int) {
@@ -41,20 +43,10 @@ CREATE_NAMED = 'mutation { createSession(input: {name: "over sse"}) { name } }'
 LOGGER = "sessiongraph.subscriptions"
 
 
-def contents(count: int, first: int = 1) -> list[dict[str, Any]]:
-    return [{"user": {"content": f"message {seq}"}} for seq in range(first, first + count)]
-
-
-async def new_session(api: ApiClient, messages: int = 0, **fields: Any) -> str:
-    created = await api.data(
-        CREATE_SESSION_ID, {"input": {"messages": contents(messages), **fields}}
-    )
-    session_id: str = created["createSession"]["id"]
-    return session_id
-
-
 async def append(api: ApiClient, session_id: str, count: int, first: int) -> None:
-    await api.data(ADD_MESSAGES, {"sessionId": session_id, "messages": contents(count, first)})
+    await api.data(
+        ADD_MESSAGES, {"sessionId": session_id, "messages": numbered_messages(count, first)}
+    )
 
 
 async def complete(api: ApiClient, session_id: str) -> None:
@@ -84,7 +76,7 @@ async def hub(app: Starlette, server: str) -> EventHub:
 async def test_post_replays_then_streams_live_with_the_seq_as_event_id(
     server: str, api: ApiClient, org: tuple[str, str], hub: EventHub
 ) -> None:
-    session_id = await new_session(api, messages=3)
+    session_id = await create_session(api, messages=numbered_messages(3))
     variables = {"sessionId": session_id, "afterSeq": 0}
     async with sse(server, org[1], MESSAGE_ADDED, variables) as reader:
         assert reader.response.status_code == 200
@@ -99,7 +91,7 @@ async def test_post_replays_then_streams_live_with_the_seq_as_event_id(
 async def test_get_runs_a_subscription_from_the_query_string(
     server: str, api: ApiClient, org: tuple[str, str], hub: EventHub
 ) -> None:
-    session_id = await new_session(api, messages=2)
+    session_id = await create_session(api, messages=numbered_messages(2))
     variables = {"sessionId": session_id, "afterSeq": 1}
     async with sse(server, org[1], MESSAGE_ADDED, variables, method="GET") as reader:
         assert reader.response.status_code == 200
@@ -111,7 +103,7 @@ async def test_get_runs_a_subscription_from_the_query_string(
 async def test_last_event_id_resumes_after_that_seq_losing_and_repeating_nothing(
     server: str, api: ApiClient, org: tuple[str, str], hub: EventHub
 ) -> None:
-    session_id = await new_session(api, messages=5)
+    session_id = await create_session(api, messages=numbered_messages(5))
     variables = {"sessionId": session_id}
     async with sse(server, org[1], MESSAGE_ADDED, variables, method="GET") as first:
         await wait_until(lambda: hub.feed_count == 1, "the stream is subscribed")
@@ -131,7 +123,7 @@ async def test_last_event_id_resumes_after_that_seq_losing_and_repeating_nothing
 async def test_last_event_id_overrides_after_seq_as_a_reconnect_needs(
     server: str, api: ApiClient, org: tuple[str, str]
 ) -> None:
-    session_id = await new_session(api, messages=4)
+    session_id = await create_session(api, messages=numbered_messages(4))
     await complete(api, session_id)
     variables = {"sessionId": session_id, "afterSeq": 0}
     async with sse(server, org[1], MESSAGE_ADDED, variables, headers={"Last-Event-ID": "2"}) as r:
@@ -143,7 +135,7 @@ async def test_last_event_id_overrides_after_seq_as_a_reconnect_needs(
 async def test_events_carry_the_seq_even_when_it_is_not_selected(
     server: str, api: ApiClient, org: tuple[str, str], hub: EventHub
 ) -> None:
-    session_id = await new_session(api)
+    session_id = await create_session(api)
     async with sse(server, org[1], ONLY_CONTENT, {"sessionId": session_id}) as reader:
         await wait_until(lambda: hub.feed_count == 1, "the stream is subscribed")
         await append(api, session_id, 1, 1)
@@ -155,7 +147,7 @@ async def test_events_carry_the_seq_even_when_it_is_not_selected(
 async def test_the_stream_completes_when_the_session_is_deleted(
     server: str, api: ApiClient, org: tuple[str, str], hub: EventHub
 ) -> None:
-    session_id = await new_session(api)
+    session_id = await create_session(api)
     async with sse(server, org[1], MESSAGE_ADDED, {"sessionId": session_id}) as reader:
         await wait_until(lambda: hub.feed_count == 1, "the stream is subscribed")
         await api.data(DELETE_SESSION, {"id": session_id})
@@ -165,7 +157,7 @@ async def test_the_stream_completes_when_the_session_is_deleted(
 async def test_the_stream_completes_when_the_session_expires(
     server: str, api: ApiClient, org: tuple[str, str], hub: EventHub, database: Database
 ) -> None:
-    session_id = await new_session(api, expirationSeconds=60)
+    session_id = await create_session(api, expirationSeconds=60)
     async with sse(server, org[1], MESSAGE_ADDED, {"sessionId": session_id}) as reader:
         await wait_until(lambda: hub.feed_count == 1, "the stream is subscribed")
         soon = utc_now() + timedelta(seconds=1)
@@ -176,7 +168,7 @@ async def test_the_stream_completes_when_the_session_expires(
 async def test_session_updated_streams_changes_without_event_ids(
     server: str, api: ApiClient, org: tuple[str, str], hub: EventHub
 ) -> None:
-    session_id = await new_session(api)
+    session_id = await create_session(api)
     async with sse(server, org[1], SESSION_UPDATED, {"id": session_id}, method="GET") as reader:
         await wait_until(lambda: hub.feed_count == 1, "the stream is subscribed")
         await api.data(UPDATE_SESSION, {"id": session_id, "input": {"name": "renamed"}})
@@ -191,7 +183,7 @@ async def test_session_updated_streams_changes_without_event_ids(
 async def test_a_query_over_post_gives_one_next_then_complete(
     server: str, api: ApiClient, org: tuple[str, str]
 ) -> None:
-    session_id = await new_session(api, name="queried")
+    session_id = await create_session(api, name="queried")
     async with sse(server, org[1], SESSION_NAME, {"id": session_id}) as reader:
         assert await reader.results() == [{"data": {"session": {"name": "queried"}}}]
 
@@ -284,7 +276,7 @@ async def test_a_last_event_id_that_is_not_a_seq_gets_400(
 async def test_another_orgs_session_is_not_found(
     server: str, other_api: ApiClient, org: tuple[str, str]
 ) -> None:
-    theirs = await new_session(other_api, messages=1)
+    theirs = await create_session(other_api, messages=numbered_messages(1))
     variables = {"sessionId": theirs, "afterSeq": 0}
     async with sse(server, org[1], MESSAGE_ADDED, variables) as reader:
         [result] = await reader.results()
@@ -300,7 +292,7 @@ async def test_another_orgs_session_is_not_found(
 async def test_the_response_is_uncached_unbuffered_and_carries_a_request_id(
     server: str, api: ApiClient, org: tuple[str, str]
 ) -> None:
-    session_id = await new_session(api)
+    session_id = await create_session(api)
     await complete(api, session_id)
     async with sse(server, org[1], MESSAGE_ADDED, {"sessionId": session_id}) as reader:
         headers = reader.response.headers
@@ -324,7 +316,7 @@ async def test_an_idle_stream_gets_keep_alive_comments(
     url, _ = quick
     _, key = await new_org_key(database)
     async with ApiClient(url, key) as api:
-        session_id = await new_session(api)
+        session_id = await create_session(api)
     async with sse(url, key, MESSAGE_ADDED, {"sessionId": session_id}) as reader:
         first = await reader.next(comments=True)
         second = await reader.next(comments=True)
@@ -336,7 +328,7 @@ async def test_streams_count_and_log_like_websocket_subscriptions(
     server: str, api: ApiClient, org: tuple[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level("INFO", logger=LOGGER)
-    session_id = await new_session(api)
+    session_id = await create_session(api)
     async with sse(server, org[1], MESSAGE_ADDED, {"sessionId": session_id}) as reader:
         await append(api, session_id, 1, 1)
         await reader.next()
@@ -348,8 +340,8 @@ async def test_streams_count_and_log_like_websocket_subscriptions(
     )
     lines = [r for r in caplog.records if getattr(r, "session_id", None) == session_id]
     start, stop = lines
-    assert (start.protocol, start.operation, start.org_id) == ("sse", "Watch", org[0])
-    assert (stop.reason, stop.events_delivered) == ("complete", 1)
+    assert extras(start, "protocol", "operation", "org_id") == ("sse", "Watch", org[0])
+    assert extras(stop, "reason", "events_delivered") == ("complete", 1)
 
 
 # Leaks
@@ -358,7 +350,7 @@ async def test_streams_count_and_log_like_websocket_subscriptions(
 async def test_clients_that_go_away_leave_no_feeds_streams_or_tasks(
     app: Starlette, server: str, api: ApiClient, org: tuple[str, str], hub: EventHub
 ) -> None:
-    session_id = await new_session(api, messages=2)
+    session_id = await create_session(api, messages=numbered_messages(2))
     baseline = len(asyncio.all_tasks())
     tracker = app.state.subscriptions
     connections = len(tracker.connections)
@@ -378,7 +370,7 @@ async def test_clients_that_go_away_leave_no_feeds_streams_or_tasks(
 async def test_ending_a_callers_streams_closes_them(
     app: Starlette, server: str, api: ApiClient, org: tuple[str, str], hub: EventHub
 ) -> None:
-    session_id = await new_session(api)
+    session_id = await create_session(api)
     async with sse(server, org[1], MESSAGE_ADDED, {"sessionId": session_id}) as reader:
         await wait_until(lambda: hub.feed_count == 1, "the stream is subscribed")
         ended = await app.state.live.end_where(lambda caller: caller.org_id == org[0], "revoked")

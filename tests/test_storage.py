@@ -23,7 +23,7 @@ from storage import (
     SessionRecord,
     SessionStore,
 )
-from tests.new_records import new_session, text
+from tests.factories import message_record, session_record
 
 
 @pytest.fixture(params=["pymongo", "motor"])
@@ -51,7 +51,7 @@ async def stored_session(
     db: Database, org_id: str, messages: int = 0, **changes: Any
 ) -> SessionRecord:
     record, _ = await SessionStore(db).create(
-        org_id, new_session(**changes), [text(f"m{i}") for i in range(1, messages + 1)]
+        org_id, session_record(**changes), [message_record(f"m{i}") for i in range(1, messages + 1)]
     )
     return record
 
@@ -65,7 +65,7 @@ def is_utc(value: datetime) -> bool:
 
 async def test_created_session_reads_back_unchanged(db: Database, org_id: str) -> None:
     created, _ = await SessionStore(db).create(
-        org_id, new_session(name="call", assistant_id="asst-1", customer={"number": "+1415"}), []
+        org_id, session_record(name="call", assistant_id="asst-1", customer={"number": "+1415"}), []
     )
 
     fetched = await SessionStore(db).get(org_id, created["id"])
@@ -81,7 +81,7 @@ async def test_created_session_reads_back_unchanged(db: Database, org_id: str) -
 
 async def test_create_stores_initial_messages_from_seq_one(db: Database, org_id: str) -> None:
     session, messages = await SessionStore(db).create(
-        org_id, new_session(), [text("a"), text("b"), text("c")]
+        org_id, session_record(), [message_record("a"), message_record("b"), message_record("c")]
     )
 
     found = await MessageStore(db).in_ranges(org_id, [(session["id"], 1, 10)])
@@ -130,7 +130,7 @@ async def test_delete_removes_the_session_its_messages_and_its_idempotency_keys(
     db: Database, org_id: str
 ) -> None:
     session = await stored_session(db, org_id, messages=2)
-    await MessageStore(db).append(org_id, session["id"], [text("c")], idempotency_key="k")
+    await MessageStore(db).append(org_id, session["id"], [message_record("c")], idempotency_key="k")
 
     deleted = await SessionStore(db).delete(org_id, session["id"])
 
@@ -223,7 +223,9 @@ async def test_count_applies_the_query(db: Database, org_id: str) -> None:
 async def test_append_numbers_messages_after_the_existing_ones(db: Database, org_id: str) -> None:
     session = await stored_session(db, org_id, messages=2)
 
-    added = await MessageStore(db).append(org_id, session["id"], [text("x"), text("y")])
+    added = await MessageStore(db).append(
+        org_id, session["id"], [message_record("x"), message_record("y")]
+    )
 
     assert [(m["seq"], m["content"]) for m in added] == [(3, "x"), (4, "y")]
     after = await SessionStore(db).get(org_id, session["id"])
@@ -237,8 +239,12 @@ async def test_append_with_a_used_key_returns_the_stored_messages(
     session = await stored_session(db, org_id)
     messages = MessageStore(db)
 
-    first = await messages.append(org_id, session["id"], [text("x"), text("y")], "key-1")
-    retry = await messages.append(org_id, session["id"], [text("x"), text("y")], "key-1")
+    first = await messages.append(
+        org_id, session["id"], [message_record("x"), message_record("y")], "key-1"
+    )
+    retry = await messages.append(
+        org_id, session["id"], [message_record("x"), message_record("y")], "key-1"
+    )
 
     assert retry == first
     assert await db.messages.count_documents({"session_id": session["id"]}) == 2
@@ -247,10 +253,10 @@ async def test_append_with_a_used_key_returns_the_stored_messages(
 async def test_append_with_a_used_key_and_other_messages_raises(db: Database, org_id: str) -> None:
     session = await stored_session(db, org_id)
     messages = MessageStore(db)
-    await messages.append(org_id, session["id"], [text("x")], "key-1")
+    await messages.append(org_id, session["id"], [message_record("x")], "key-1")
 
     with pytest.raises(IdempotencyKeyReused):
-        await messages.append(org_id, session["id"], [text("other")], "key-1")
+        await messages.append(org_id, session["id"], [message_record("other")], "key-1")
 
 
 async def test_append_to_a_completed_session_raises_session_closed(
@@ -259,7 +265,7 @@ async def test_append_to_a_completed_session_raises_session_closed(
     session = await stored_session(db, org_id, status="completed")
 
     with pytest.raises(SessionClosed) as raised:
-        await MessageStore(db).append(org_id, session["id"], [text("x")])
+        await MessageStore(db).append(org_id, session["id"], [message_record("x")])
 
     assert raised.value.reason == "completed"
     assert await db.messages.count_documents({"session_id": session["id"]}) == 0
@@ -273,7 +279,7 @@ async def test_append_to_an_expired_session_raises_session_closed(
     await db.sessions.update_one({"_id": session["id"]}, {"$set": {"expires_at": past}})
 
     with pytest.raises(SessionClosed) as raised:
-        await MessageStore(db).append(org_id, session["id"], [text("x")])
+        await MessageStore(db).append(org_id, session["id"], [message_record("x")])
 
     assert raised.value.reason == "expired"
 
@@ -282,7 +288,7 @@ async def test_append_to_a_missing_session_raises_session_not_found(
     db: Database, org_id: str
 ) -> None:
     with pytest.raises(SessionNotFound):
-        await MessageStore(db).append(org_id, "missing", [text("x")])
+        await MessageStore(db).append(org_id, "missing", [message_record("x")])
 
 
 async def test_in_ranges_reads_several_sessions_in_one_call(db: Database, org_id: str) -> None:
@@ -358,7 +364,7 @@ async def test_append_from_another_organization_raises_and_appends_nothing(
     session = await stored_session(db, org_id, messages=1)
 
     with pytest.raises(SessionNotFound):
-        await MessageStore(db).append(other_org_id, session["id"], [text("x")], "key-1")
+        await MessageStore(db).append(other_org_id, session["id"], [message_record("x")], "key-1")
 
     assert await SessionStore(db).get(org_id, session["id"]) == session
     assert await db.messages.count_documents({"session_id": session["id"]}) == 1
@@ -368,20 +374,22 @@ async def test_idempotency_keys_are_kept_per_organization(
     db: Database, org_id: str, other_org_id: str
 ) -> None:
     session = await stored_session(db, org_id)
-    await MessageStore(db).append(org_id, session["id"], [text("x")], "key-1")
+    await MessageStore(db).append(org_id, session["id"], [message_record("x")], "key-1")
 
     # Another org retrying the key learns nothing about the session: it does not exist there.
     with pytest.raises(SessionNotFound):
-        await MessageStore(db).append(other_org_id, session["id"], [text("x")], "key-1")
+        await MessageStore(db).append(other_org_id, session["id"], [message_record("x")], "key-1")
 
 
 # Time and durability ----------------------------------------------------------------------
 
 
 async def test_returned_times_are_timezone_aware_utc(db: Database, org_id: str) -> None:
-    created, messages = await SessionStore(db).create(org_id, new_session(), [text("a")])
+    created, messages = await SessionStore(db).create(
+        org_id, session_record(), [message_record("a")]
+    )
     fetched = await SessionStore(db).get(org_id, created["id"])
-    appended = await MessageStore(db).append(org_id, created["id"], [text("b")])
+    appended = await MessageStore(db).append(org_id, created["id"], [message_record("b")])
     assert fetched is not None
 
     times = [

@@ -14,6 +14,8 @@ import pytest
 
 from sessiongraph.log_config import JsonFormatter
 from tests.api_client import ApiClient
+from tests.factories import create_session
+from tests.log_records import extra, extras
 from tests.ws_client import PROTOCOLS, WAIT_SECONDS, Protocol, connected
 
 LOGGER = "sessiongraph.subscriptions"
@@ -23,7 +25,6 @@ subscription LoggedWatch($sessionId: ID!) { messageAdded(sessionId: $sessionId) 
 """
 SESSION_UPDATED = "subscription LoggedSession($id: ID!) { sessionUpdated(id: $id) { name } }"
 INVALID = "subscription LoggedInvalid($id: ID!) { sessionUpdated(id: $id) { noSuchField } }"
-CREATE_SESSION = 'mutation { createSession(input: {name: "logged"}) { id } }'
 ADD_MESSAGE = """
 mutation ($sessionId: ID!) {
   addMessages(sessionId: $sessionId, messages: [{user: {content: "hi"}}]) { seq }
@@ -53,11 +54,6 @@ async def until_lines(
     return found
 
 
-async def new_session(api: ApiClient) -> str:
-    session_id: str = (await api.data(CREATE_SESSION))["createSession"]["id"]
-    return session_id
-
-
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_a_subscription_logs_its_start_and_its_stop_by_the_client(
     server: str,
@@ -67,7 +63,7 @@ async def test_a_subscription_logs_its_start_and_its_stop_by_the_client(
     protocol: Protocol,
 ) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
-    session_id = await new_session(api)
+    session_id = await create_session(api, name="logged")
     async with connected(server, org[1], protocol) as client:
         await client.subscribe("watch-1", MESSAGE_ADDED, {"sessionId": session_id})
         await until_lines(caplog, session_id, 1)
@@ -90,9 +86,9 @@ async def test_a_subscription_logs_its_start_and_its_stop_by_the_client(
     assert (
         stop.__dict__.items() >= {**shared, "reason": "client_stop", "events_delivered": 2}.items()
     )
-    assert start.connection_id == stop.connection_id
-    assert len(start.connection_id) == 32
-    assert stop.duration_ms >= 0
+    assert extra(start, "connection_id") == extra(stop, "connection_id")
+    assert len(extra(start, "connection_id")) == 32
+    assert extra(stop, "duration_ms") >= 0
     assert "reason" not in start.__dict__
 
 
@@ -100,7 +96,7 @@ async def test_the_stop_line_says_complete_when_the_stream_ends(
     server: str, api: ApiClient, org: tuple[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
-    session_id = await new_session(api)
+    session_id = await create_session(api, name="logged")
     async with connected(server, org[1]) as client:
         await client.subscribe("1", MESSAGE_ADDED, {"sessionId": session_id})
         await until_lines(caplog, session_id, 1)
@@ -108,7 +104,7 @@ async def test_the_stop_line_says_complete_when_the_stream_ends(
         assert await client.until_complete("1") == []
         _, stop = await until_lines(caplog, session_id, 2)
 
-    assert (stop.reason, stop.events_delivered) == ("complete", 0)
+    assert extras(stop, "reason", "events_delivered") == ("complete", 0)
 
 
 async def test_the_stop_line_names_the_error_that_ended_it(
@@ -121,7 +117,7 @@ async def test_the_stop_line_names_the_error_that_ended_it(
         await client.receive()
         _, stop = await until_lines(caplog, missing, 2)
 
-    assert (stop.field, stop.reason, stop.events_delivered) == ("sessionUpdated", "NOT_FOUND", 0)
+    assert extras(stop, "field", "reason", "events_delivered") == ("sessionUpdated", "NOT_FOUND", 0)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -135,7 +131,7 @@ async def test_a_subscription_that_does_not_validate_stops_with_validation_faile
         assert (await client.receive())["type"] == "error"
         _, stop = await until_lines(caplog, session_id, 2)
 
-    assert (stop.operation, stop.reason) == ("LoggedInvalid", "GRAPHQL_VALIDATION_FAILED")
+    assert extras(stop, "operation", "reason") == ("LoggedInvalid", "GRAPHQL_VALIDATION_FAILED")
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -147,21 +143,21 @@ async def test_a_lost_connection_stops_its_subscriptions_with_reason_disconnect(
     protocol: Protocol,
 ) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
-    session_id = await new_session(api)
+    session_id = await create_session(api, name="logged")
     async with connected(server, org[1], protocol) as client:
         await client.subscribe("1", SESSION_UPDATED, {"id": session_id})
         await until_lines(caplog, session_id, 1)
         client.drop()
     _, stop = await until_lines(caplog, session_id, 2)
 
-    assert (stop.operation, stop.reason) == ("LoggedSession", "disconnect")
+    assert extras(stop, "operation", "reason") == ("LoggedSession", "disconnect")
 
 
 async def test_the_lines_render_as_json_with_their_fields(
     server: str, api: ApiClient, org: tuple[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
-    session_id = await new_session(api)
+    session_id = await create_session(api, name="logged")
     async with connected(server, org[1]) as client:
         await client.subscribe("1", MESSAGE_ADDED, {"sessionId": session_id})
         await until_lines(caplog, session_id, 1)

@@ -20,8 +20,10 @@ from storage import Database
 from storage.clock import utc_now
 from storage.events import EventHub
 from tests.api_client import ApiClient
-from tests.conftest import new_org_key
-from tests.operations import CREATE_SESSION_ID, DELETE_SESSION, UPDATE_SESSION
+from tests.factories import create_session, numbered_messages
+from tests.keys import new_org_key
+from tests.operations import DELETE_SESSION, UPDATE_SESSION
+from tests.serving import serving
 from tests.ws_client import (
     LEGACY_WS,
     PROTOCOLS,
@@ -30,7 +32,6 @@ from tests.ws_client import (
     WsClient,
     connect,
     connected,
-    serving,
     wait_until,
 )
 
@@ -58,24 +59,10 @@ RESUME_BATCH = 20
 IDENTICAL_JOIN_ATTEMPTS = 10
 
 
-def user_messages(count: int, first: int = 1) -> list[dict[str, Any]]:
-    """`count` user messages whose content names the seq they should get from `first` on."""
-    return [{"user": {"content": f"message {seq}"}} for seq in range(first, first + count)]
-
-
-async def new_session(api: ApiClient, messages: int = 0, **fields: Any) -> str:
-    """A new session with `messages` initial messages (seq 1..messages)."""
-    created = await api.data(
-        CREATE_SESSION_ID, {"input": {"messages": user_messages(messages), **fields}}
-    )
-    session_id: str = created["createSession"]["id"]
-    return session_id
-
-
 async def append(api: ApiClient, session_id: str, count: int, first: int) -> None:
     """Append `count` messages expected to take seqs `first`..`first + count - 1`."""
     added = await api.data(
-        ADD_MESSAGE_SEQS, {"sessionId": session_id, "messages": user_messages(count, first)}
+        ADD_MESSAGE_SEQS, {"sessionId": session_id, "messages": numbered_messages(count, first)}
     )
     assert [m["seq"] for m in added["addMessages"]] == list(range(first, first + count))
 
@@ -144,7 +131,7 @@ async def tight_server(settings: Settings, database: Database) -> AsyncIterator[
 async def test_both_protocols_deliver_message_added(
     server: str, api: ApiClient, org: tuple[str, str], protocol: Protocol
 ) -> None:
-    session_id = await new_session(api, messages=2)
+    session_id = await create_session(api, messages=numbered_messages(2))
     async with connected(server, org[1], protocol) as client:
         await client.subscribe("1", MESSAGE_ADDED, {"sessionId": session_id, "afterSeq": 0})
         first = await client.data("1")
@@ -162,7 +149,7 @@ async def test_both_protocols_deliver_message_added(
 async def test_the_key_is_accepted_in_the_connection_init_payload(
     server: str, api: ApiClient, org: tuple[str, str], name: str
 ) -> None:
-    session_id = await new_session(api, messages=1)
+    session_id = await create_session(api, messages=numbered_messages(1))
     async with connect(server) as client:
         assert (await client.init({name: f"Bearer {org[1]}"}))["type"] == "connection_ack"
         await client.subscribe("1", MESSAGE_ADDED, {"sessionId": session_id, "afterSeq": 0})
@@ -172,7 +159,7 @@ async def test_the_key_is_accepted_in_the_connection_init_payload(
 async def test_the_key_is_accepted_nested_under_headers_in_the_payload(
     server: str, api: ApiClient, org: tuple[str, str]
 ) -> None:
-    session_id = await new_session(api, messages=1)
+    session_id = await create_session(api, messages=numbered_messages(1))
     async with connect(server) as client:
         ack = await client.init({"headers": {"Authorization": f"Bearer {org[1]}"}})
         assert ack["type"] == "connection_ack"
@@ -183,7 +170,7 @@ async def test_the_key_is_accepted_nested_under_headers_in_the_payload(
 async def test_the_key_is_accepted_from_the_upgrade_request_header(
     server: str, api: ApiClient, org: tuple[str, str]
 ) -> None:
-    session_id = await new_session(api, messages=1)
+    session_id = await create_session(api, messages=numbered_messages(1))
     async with connect(server, headers={"Authorization": f"Bearer {org[1]}"}) as client:
         assert (await client.init({}))["type"] == "connection_ack"
         await client.subscribe("1", MESSAGE_ADDED, {"sessionId": session_id, "afterSeq": 0})
@@ -229,7 +216,7 @@ async def test_graphql_ws_refuses_a_bad_key_with_connection_error(server: str) -
 async def test_a_duplicate_subscription_id_closes_with_4409(
     server: str, api: ApiClient, org: tuple[str, str]
 ) -> None:
-    session_id = await new_session(api)
+    session_id = await create_session(api)
     async with connected(server, org[1]) as client:
         await client.subscribe("same", MESSAGE_ADDED, {"sessionId": session_id})
         await client.subscribe("same", MESSAGE_ADDED, {"sessionId": session_id})
@@ -239,7 +226,7 @@ async def test_a_duplicate_subscription_id_closes_with_4409(
 async def test_subscribing_before_connection_ack_closes_with_4401(
     server: str, api: ApiClient
 ) -> None:
-    session_id = await new_session(api)
+    session_id = await create_session(api)
     async with connect(server) as client:
         await client.subscribe("1", MESSAGE_ADDED, {"sessionId": session_id})
         assert await client.close_code() == 4401
@@ -270,7 +257,7 @@ async def test_a_subscription_beyond_the_cap_gets_an_error(
 ) -> None:
     _, key = await new_org_key(database)
     async with ApiClient(tight_server, key) as api:
-        session_id = await new_session(api)
+        session_id = await create_session(api)
     async with connected(tight_server, key, protocol) as client:
         for id in ("1", "2", "3"):
             await client.subscribe(id, MESSAGE_ADDED, {"sessionId": session_id})
@@ -286,7 +273,7 @@ async def test_a_subscription_beyond_the_cap_gets_an_error(
 async def test_replay_then_live_delivers_every_seq_once_in_order(
     server: str, api: ApiClient, org: tuple[str, str]
 ) -> None:
-    session_id = await new_session(api, messages=100)
+    session_id = await create_session(api, messages=numbered_messages(100))
     for first in range(101, 601, 100):  # more than one replay page
         await append(api, session_id, 100, first)
     pace = random.Random(7)
@@ -312,7 +299,7 @@ async def test_replay_then_live_delivers_every_seq_once_in_order(
 async def test_without_after_seq_only_new_messages_arrive(
     server: str, api: ApiClient, org: tuple[str, str], hub: EventHub
 ) -> None:
-    session_id = await new_session(api, messages=3)
+    session_id = await create_session(api, messages=numbered_messages(3))
     async with connected(server, org[1]) as client:
         await client.subscribe("1", MESSAGE_ADDED, {"sessionId": session_id})
         await wait_until(lambda: hub.feed_count == 1, "the subscription is registered")
@@ -325,7 +312,7 @@ async def test_resuming_after_dropped_connections_misses_and_repeats_nothing(
     server: str, api: ApiClient, org: tuple[str, str]
 ) -> None:
     rng = random.Random(20240611)
-    session_id = await new_session(api)
+    session_id = await create_session(api)
 
     async def writer() -> None:
         for first in range(1, RESUME_TOTAL + 1, RESUME_BATCH):
@@ -360,7 +347,7 @@ async def test_a_subscriber_that_falls_behind_still_gets_every_message(
     # The tight server keeps 4 messages per subscriber and publishes each batch of 10 at once.
     _, key = await new_org_key(database)
     async with ApiClient(tight_server, key) as api, connected(tight_server, key) as client:
-        session_id = await new_session(api)
+        session_id = await create_session(api)
         await client.subscribe("1", MESSAGE_ADDED, {"sessionId": session_id, "afterSeq": 0})
         await append(api, session_id, 1, 1)
         assert (await client.data("1"))["messageAdded"]["seq"] == 1
@@ -373,7 +360,7 @@ async def test_a_subscriber_that_falls_behind_still_gets_every_message(
 async def test_a_negative_after_seq_is_bad_user_input(
     server: str, api: ApiClient, org: tuple[str, str]
 ) -> None:
-    session_id = await new_session(api)
+    session_id = await create_session(api)
     async with connected(server, org[1]) as client:
         await client.subscribe("1", MESSAGE_ADDED, {"sessionId": session_id, "afterSeq": -1})
         error = await refusal(client, "1")
@@ -430,7 +417,7 @@ async def test_a_subscription_that_does_not_parse_gets_a_coded_error_on_graphql_
 async def test_the_stream_completes_when_the_session_is_completed(
     server: str, api: ApiClient, org: tuple[str, str], hub: EventHub
 ) -> None:
-    session_id = await new_session(api)
+    session_id = await create_session(api)
     async with connected(server, org[1]) as client:
         await client.subscribe("1", MESSAGE_ADDED, {"sessionId": session_id})
         await wait_until(lambda: hub.feed_count == 1, "the subscription is registered")
@@ -441,7 +428,7 @@ async def test_the_stream_completes_when_the_session_is_completed(
 async def test_the_stream_completes_when_the_session_is_deleted(
     server: str, api: ApiClient, org: tuple[str, str], hub: EventHub
 ) -> None:
-    session_id = await new_session(api)
+    session_id = await create_session(api)
     async with connected(server, org[1]) as client:
         await client.subscribe("1", MESSAGE_ADDED, {"sessionId": session_id})
         await wait_until(lambda: hub.feed_count == 1, "the subscription is registered")
@@ -452,7 +439,7 @@ async def test_the_stream_completes_when_the_session_is_deleted(
 async def test_the_stream_completes_when_the_session_expires(
     server: str, api: ApiClient, org: tuple[str, str], hub: EventHub, database: Database
 ) -> None:
-    session_id = await new_session(api, expirationSeconds=60)
+    session_id = await create_session(api, expirationSeconds=60)
     async with connected(server, org[1]) as client:
         await client.subscribe("1", MESSAGE_ADDED, {"sessionId": session_id})
         await wait_until(lambda: hub.feed_count == 1, "the subscription is registered")
@@ -467,7 +454,7 @@ async def test_the_stream_completes_when_the_session_expires(
 async def test_a_completed_session_replays_its_messages_then_completes(
     server: str, api: ApiClient, org: tuple[str, str]
 ) -> None:
-    session_id = await new_session(api, messages=3)
+    session_id = await create_session(api, messages=numbered_messages(3))
     await api.data(UPDATE_SESSION, {"id": session_id, "input": {"status": "COMPLETED"}})
     async with connected(server, org[1]) as client:
         await client.subscribe("1", MESSAGE_ADDED, {"sessionId": session_id, "afterSeq": 1})
@@ -477,7 +464,7 @@ async def test_a_completed_session_replays_its_messages_then_completes(
 async def test_a_subscription_from_now_on_to_a_completed_session_completes_at_once(
     server: str, api: ApiClient, org: tuple[str, str]
 ) -> None:
-    session_id = await new_session(api, messages=2)
+    session_id = await create_session(api, messages=numbered_messages(2))
     await api.data(UPDATE_SESSION, {"id": session_id, "input": {"status": "COMPLETED"}})
     async with connected(server, org[1]) as client:
         await client.subscribe("1", MESSAGE_ADDED, {"sessionId": session_id})
@@ -487,7 +474,7 @@ async def test_a_subscription_from_now_on_to_a_completed_session_completes_at_on
 async def test_identical_subscriptions_on_two_connections_each_receive_every_message(
     server: str, api: ApiClient, org: tuple[str, str], hub: EventHub
 ) -> None:
-    session_id = await new_session(api)
+    session_id = await create_session(api)
     async with connected(server, org[1]) as first, connected(server, org[1]) as second:
         await first.subscribe("1", MESSAGE_ADDED, {"sessionId": session_id})
         await wait_until(lambda: hub.feed_count == 1, "the first subscription is registered")
@@ -514,7 +501,7 @@ async def test_identical_subscriptions_on_two_connections_each_receive_every_mes
 async def test_messages_appended_before_completion_arrive_before_complete(
     server: str, api: ApiClient, org: tuple[str, str], hub: EventHub
 ) -> None:
-    session_id = await new_session(api)
+    session_id = await create_session(api)
     async with connected(server, org[1]) as client:
         await client.subscribe("1", MESSAGE_ADDED, {"sessionId": session_id})
         await wait_until(lambda: hub.feed_count == 1, "the subscription is registered")
@@ -539,7 +526,7 @@ async def test_a_missing_session_is_not_found(server: str, org: tuple[str, str])
 async def test_another_orgs_session_is_not_found_like_a_missing_one(
     server: str, org: tuple[str, str], other_api: ApiClient
 ) -> None:
-    theirs = await new_session(other_api, messages=1)
+    theirs = await create_session(other_api, messages=numbered_messages(1))
     missing = str(uuid.uuid4())
     async with connected(server, org[1]) as client:
         await client.subscribe("1", MESSAGE_ADDED, {"sessionId": theirs, "afterSeq": 0})
@@ -553,7 +540,7 @@ async def test_another_orgs_session_is_not_found_like_a_missing_one(
 async def test_session_updated_for_another_orgs_session_is_not_found(
     server: str, org: tuple[str, str], other_api: ApiClient
 ) -> None:
-    theirs = await new_session(other_api)
+    theirs = await create_session(other_api)
     async with connected(server, org[1]) as client:
         await client.subscribe("1", SESSION_UPDATED, {"id": theirs})
         error = await refusal(client, "1")
@@ -563,10 +550,10 @@ async def test_session_updated_for_another_orgs_session_is_not_found(
 async def test_an_org_never_receives_another_orgs_messages(
     server: str, api: ApiClient, database: Database
 ) -> None:
-    ours = await new_session(api)
+    ours = await create_session(api)
     _, their_key = await new_org_key(database)
     async with ApiClient(server, their_key) as their_api:
-        theirs = await new_session(their_api)
+        theirs = await create_session(their_api)
         async with connected(server, their_key) as client:
             await client.subscribe("1", MESSAGE_ADDED, {"sessionId": theirs, "afterSeq": 0})
             for first in range(1, 51, 10):
@@ -585,7 +572,7 @@ async def test_an_org_never_receives_another_orgs_messages(
 async def test_session_updated_delivers_name_and_status_changes(
     server: str, api: ApiClient, org: tuple[str, str], hub: EventHub
 ) -> None:
-    session_id = await new_session(api, name="Before")
+    session_id = await create_session(api, name="Before")
     async with connected(server, org[1]) as client:
         await client.subscribe("1", SESSION_UPDATED, {"id": session_id})
         await wait_until(lambda: hub.feed_count == 1, "the subscription is registered")
@@ -605,7 +592,7 @@ async def test_session_updated_delivers_name_and_status_changes(
 async def test_session_updated_delivers_the_message_count_after_appends(
     server: str, api: ApiClient, org: tuple[str, str], hub: EventHub
 ) -> None:
-    session_id = await new_session(api, messages=2)
+    session_id = await create_session(api, messages=numbered_messages(2))
     async with connected(server, org[1]) as client:
         await client.subscribe("1", SESSION_UPDATED, {"id": session_id})
         await wait_until(lambda: hub.feed_count == 1, "the subscription is registered")
@@ -617,7 +604,7 @@ async def test_session_updated_delivers_the_message_count_after_appends(
 async def test_session_updated_completes_when_the_session_is_deleted(
     server: str, api: ApiClient, org: tuple[str, str], hub: EventHub
 ) -> None:
-    session_id = await new_session(api)
+    session_id = await create_session(api)
     async with connected(server, org[1]) as client:
         await client.subscribe("1", SESSION_UPDATED, {"id": session_id})
         await wait_until(lambda: hub.feed_count == 1, "the subscription is registered")

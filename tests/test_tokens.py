@@ -38,15 +38,16 @@ from storage import (
 )
 from storage.scope import ScopedMessageStore, ScopedSessionStore
 from tests.api_client import ApiClient
-from tests.conftest import new_org_key
-from tests.new_records import new_session
+from tests.factories import create_session, position_of, session_record
+from tests.keys import key_id_of, new_org_key, signer
 from tests.operations import (
     CREATE_ACCESS_TOKEN,
     CREATE_SESSION_ID,
     DELETE_SESSION,
     UPDATE_SESSION,
 )
-from tests.ws_client import PROTOCOLS, Protocol, connect, connected, serving
+from tests.serving import serving
+from tests.ws_client import PROTOCOLS, Protocol, connect, connected
 
 LIST_IDS = """
 query Ids($filter: SessionFilter) {
@@ -82,23 +83,6 @@ async def mint(api: ApiClient, **fields: Any) -> dict[str, Any]:
     return token
 
 
-async def new_session_id(api: ApiClient) -> str:
-    created = await api.data(CREATE_SESSION_ID, {"input": {"messages": HELLO}})
-    session_id: str = created["createSession"]["id"]
-    return session_id
-
-
-async def key_id_of(database: Database, org_id: str) -> str:
-    (record,) = await ApiKeyStore(database).list(org_id)
-    return record["id"]
-
-
-def signer(settings: Settings) -> AccessTokens:
-    """The signer the test server uses, for crafting tokens the API cannot mint."""
-    assert settings.token_secret is not None
-    return AccessTokens(settings.token_secret.get_secret_value())
-
-
 async def unauthenticated(server: str, token: str) -> httpx.Response:
     """The response to a query with `token`, which must be 401 UNAUTHENTICATED."""
     async with ApiClient(server, token) as client:
@@ -115,7 +99,7 @@ async def unauthenticated(server: str, token: str) -> httpx.Response:
 async def test_an_api_key_mints_a_read_only_org_wide_token_for_an_hour_by_default(
     server: str, api: ApiClient
 ) -> None:
-    session_id = await new_session_id(api)
+    session_id = await create_session(api, messages=HELLO)
     before = datetime.now(UTC)
     minted = await mint(api)
     assert minted["token"].startswith(TOKEN_PREFIX)
@@ -147,8 +131,8 @@ async def test_a_ttl_out_of_range_is_bad_user_input(api: ApiClient, ttl: int) ->
 async def test_unknown_and_other_orgs_session_ids_are_bad_user_input(
     api: ApiClient, other_api: ApiClient
 ) -> None:
-    mine = await new_session_id(api)
-    theirs = await new_session_id(other_api)
+    mine = await create_session(api, messages=HELLO)
+    theirs = await create_session(other_api, messages=HELLO)
     ids = [mine, theirs, "no-such-session"]
     body = await api.execute(CREATE_ACCESS_TOKEN, {"input": {"sessionIds": ids}})
     assert body["data"] is None
@@ -208,7 +192,8 @@ async def test_a_token_signed_with_another_secret_or_algorithm_gets_401(
     )
     await unauthenticated(server, forged)
     claims = jwt.decode(forged.removeprefix(TOKEN_PREFIX), options={"verify_signature": False})
-    unsigned = jwt.encode(claims, None, algorithm="none")
+    # PyJWT takes "" for the "none" algorithm's absent key (its types do not admit None).
+    unsigned = jwt.encode(claims, "", algorithm="none")
     await unauthenticated(server, TOKEN_PREFIX + unsigned)
 
 
@@ -246,7 +231,7 @@ async def test_an_expired_token_is_refused_at_connection_init(
 async def test_a_read_only_token_cannot_change_anything(
     server: str, api: ApiClient, org: tuple[str, str]
 ) -> None:
-    session_id = await new_session_id(api)
+    session_id = await create_session(api, messages=HELLO)
     before = await api.data(SESSION_ID, {"id": session_id})
     listed_before = await api.data(LIST_IDS)
     token = (await mint(api))["token"]
@@ -271,7 +256,7 @@ async def test_a_writable_token_writes_for_its_organization(
 ) -> None:
     token = (await mint(api, readOnly=False))["token"]
     async with ApiClient(server, token) as app_client:
-        session_id = await new_session_id(app_client)
+        session_id = await create_session(app_client, messages=HELLO)
         added = await app_client.data(ADD_SEQS, {"sessionId": session_id, "messages": HELLO})
     assert added["addMessages"] == [{"seq": 2}]
     assert (await api.data(SESSION_ID, {"id": session_id}))["session"]["messageCount"] == 2
@@ -281,8 +266,8 @@ async def test_a_writable_token_writes_for_its_organization(
 
 
 async def test_a_scoped_token_sees_only_its_sessions(server: str, api: ApiClient) -> None:
-    mine = [await new_session_id(api) for _ in range(2)]
-    others = [await new_session_id(api) for _ in range(2)]
+    mine = [await create_session(api, messages=HELLO) for _ in range(2)]
+    others = [await create_session(api, messages=HELLO) for _ in range(2)]
     token = (await mint(api, sessionIds=mine))["token"]
     async with ApiClient(server, token) as browser:
         listed = await browser.data(LIST_IDS)
@@ -300,8 +285,8 @@ async def test_a_scoped_token_sees_only_its_sessions(server: str, api: ApiClient
 async def test_a_scoped_writable_token_writes_only_its_sessions(
     server: str, api: ApiClient
 ) -> None:
-    mine = await new_session_id(api)
-    other = await new_session_id(api)
+    mine = await create_session(api, messages=HELLO)
+    other = await create_session(api, messages=HELLO)
     before = await api.data(SESSION_ID, {"id": other})
     token = (await mint(api, sessionIds=[mine], readOnly=False))["token"]
     async with ApiClient(server, token) as app_client:
@@ -323,8 +308,8 @@ async def test_a_scoped_writable_token_writes_only_its_sessions(
 async def test_a_scoped_token_subscribes_to_its_sessions_only(
     server: str, api: ApiClient, protocol: Protocol
 ) -> None:
-    mine = await new_session_id(api)
-    other = await new_session_id(api)
+    mine = await create_session(api, messages=HELLO)
+    other = await create_session(api, messages=HELLO)
     token = (await mint(api, sessionIds=[mine]))["token"]
     async with connected(server, token, protocol) as client:
         await client.subscribe("mine", MESSAGE_ADDED, {"sessionId": mine, "afterSeq": 0})
@@ -347,8 +332,8 @@ async def test_a_scoped_token_does_not_join_an_org_wide_shared_stream(
 ) -> None:
     """Identical subscriptions share one run per organization; a scoped token's must not
     be served by the organization's run."""
-    other = await new_session_id(api)
-    mine = await new_session_id(api)
+    other = await create_session(api, messages=HELLO)
+    mine = await create_session(api, messages=HELLO)
     token = (await mint(api, sessionIds=[mine]))["token"]
     async with connected(server, org[1]) as owner, connected(server, token) as scoped:
         await owner.subscribe("o", SESSION_UPDATED, {"id": other})
@@ -518,7 +503,7 @@ def test_the_development_token_secret_is_made_once_and_kept_private(tmp_path: An
 
 def test_a_short_token_secret_is_refused_at_start_up() -> None:
     with pytest.raises(ValueError, match="SESSIONGRAPH_TOKEN_SECRET needs at least 32"):
-        Settings(token_secret="short")  # type: ignore[arg-type]
+        Settings(token_secret="short")
 
 
 async def test_the_readme_token_flow_works_as_written(server: str, api: ApiClient) -> None:
@@ -527,8 +512,8 @@ async def test_the_readme_token_flow_works_as_written(server: str, api: ApiClien
     section = README.split("## From a web app", 1)[1].split("\n## ", 1)[0]
     mutation = section.split("```graphql\n", 1)[1].split("```", 1)[0]
     page_query = section.split('query: "', 1)[1].split('" }', 1)[0]
-    session_id = await new_session_id(api)
-    await new_session_id(api)
+    session_id = await create_session(api, messages=HELLO)
+    await create_session(api, messages=HELLO)
     minted = (await api.data(mutation.replace("<session id>", session_id)))["createAccessToken"]
     assert minted["readOnly"] is True
     assert minted["sessionIds"] == [session_id]
@@ -567,7 +552,7 @@ async def test_scoped_lists_and_counts_agree_with_the_database_query(
     ]
     created = []
     for index in range(18):
-        record, _ = await store.create(org_id, new_session(**variants[index % 6]), [])
+        record, _ = await store.create(org_id, session_record(**variants[index % 6]), [])
         created.append(record)
         if index % 4 == 0:
             await store.update(org_id, record["id"], {"name": record["name"]})
@@ -627,4 +612,4 @@ async def pages(
         if not more:
             return seen
         edge = items[-1]
-        position = SessionPosition(edge[order["order_by"]], edge["id"])
+        position = position_of(edge, order["order_by"])

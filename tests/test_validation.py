@@ -9,6 +9,7 @@ import pytest
 
 from storage import Database
 from tests.api_client import ApiClient
+from tests.factories import create_session
 from tests.operations import (
     ADD_MESSAGES,
     CREATE_SESSION,
@@ -64,12 +65,6 @@ async def stored_transcript(database: Database, session_id: str) -> list[dict[st
     cursor = database.messages.find({"session_id": session_id}).sort("seq", 1)
     messages: list[dict[str, Any]] = await cursor.to_list(None)
     return messages
-
-
-async def new_session_id(api: ApiClient, **fields: Any) -> str:
-    """A new session of the test's organization; returns its id."""
-    session_id: str = (await api.data(CREATE_SESSION_ID, {"input": fields}))["createSession"]["id"]
-    return session_id
 
 
 # Inputs a constraint rejects: (input, field path, the value as the message shows it or begins
@@ -298,7 +293,7 @@ async def test_unchecked_customer_number_is_kept_as_sent(api: ApiClient) -> None
 async def test_invalid_update_is_rejected_naming_field_and_value_and_changes_nothing(
     api: ApiClient, changes: dict[str, Any], path: str, shown: str
 ) -> None:
-    session_id = await new_session_id(api, name="before", expirationSeconds=900)
+    session_id = await create_session(api, name="before", expirationSeconds=900)
     before = await api.data(GET_SESSION, {"id": session_id})
 
     error = await api.error(UPDATE_SESSION, {"id": session_id, "input": changes})
@@ -311,7 +306,7 @@ async def test_invalid_update_is_rejected_naming_field_and_value_and_changes_not
 async def test_update_accepts_expiration_seconds_at_the_limits(
     api: ApiClient, seconds: int
 ) -> None:
-    session_id = await new_session_id(api)
+    session_id = await create_session(api)
 
     updated = await api.data(
         UPDATE_SESSION, {"id": session_id, "input": {"expirationSeconds": seconds}}
@@ -390,7 +385,7 @@ async def test_invalid_messages_are_rejected_naming_field_and_value_and_append_n
     path: str,
     shown: str,
 ) -> None:
-    session_id = await new_session_id(api, messages=[{"user": {"content": "first"}}])
+    session_id = await create_session(api, messages=[{"user": {"content": "first"}}])
     before = await stored_transcript(database, session_id)
 
     error = await api.error(
@@ -404,7 +399,7 @@ async def test_invalid_messages_are_rejected_naming_field_and_value_and_append_n
 
 
 async def test_add_messages_accepts_100_messages_and_a_200_character_key(api: ApiClient) -> None:
-    session_id = await new_session_id(api)
+    session_id = await create_session(api)
 
     added = await api.data(
         ADD_MESSAGES,
@@ -483,7 +478,7 @@ async def test_create_input_of_the_wrong_graphql_shape_is_bad_user_input_and_sto
 async def test_messages_of_the_wrong_graphql_shape_are_bad_user_input_and_append_nothing(
     api: ApiClient, database: Database, messages: list[dict[str, Any]], fragments: list[str]
 ) -> None:
-    session_id = await new_session_id(api, messages=[{"user": {"content": "first"}}])
+    session_id = await create_session(api, messages=[{"user": {"content": "first"}}])
     before = await stored_transcript(database, session_id)
 
     body = await api.execute(ADD_MESSAGES, {"sessionId": session_id, "messages": messages})
@@ -596,7 +591,7 @@ async def test_invalid_session_list_arguments_are_rejected(
 
 
 async def test_session_cursor_is_rejected_under_a_different_order(api: ApiClient) -> None:
-    await new_session_id(api)
+    await create_session(api)
     by_creation = {"field": "CREATED_AT", "direction": "DESC"}
     [edge] = (await api.data(LIST_ORDERED, {"first": 1, "orderBy": by_creation}))["sessions"][
         "edges"
@@ -629,7 +624,7 @@ async def test_session_cursor_is_rejected_under_a_different_order(api: ApiClient
 async def test_invalid_transcript_arguments_are_rejected(
     api: ApiClient, variables: dict[str, Any], fields: list[str], fragments: list[str]
 ) -> None:
-    session_id = await new_session_id(api)
+    session_id = await create_session(api)
 
     error = await api.error(TRANSCRIPT, {"id": session_id, **variables})
 

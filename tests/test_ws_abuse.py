@@ -61,7 +61,9 @@ from sessiongraph.settings import Settings
 from storage import Database
 from storage.events import EventHub
 from tests.api_client import ApiClient
-from tests.conftest import new_org_key
+from tests.factories import create_session
+from tests.keys import new_org_key
+from tests.serving import serving
 from tests.ws_client import (
     LEGACY_WS,
     PROTOCOLS,
@@ -71,7 +73,6 @@ from tests.ws_client import (
     WsClient,
     connect,
     connected,
-    serving,
     small_window_client,
     wait_until,
 )
@@ -131,6 +132,11 @@ class Abused:
         shared: SharedStreams = self.app.state.live.shared
         return shared
 
+    async def create_session(self) -> str:
+        """A new session of the organization whose key this is."""
+        async with ApiClient(self.url, self.key) as api:
+            return await create_session(api)
+
 
 @pytest.fixture(scope="module")
 async def abused(settings: Settings, database: Database) -> AsyncIterator[Abused]:
@@ -138,13 +144,6 @@ async def abused(settings: Settings, database: Database) -> AsyncIterator[Abused
     changes = {"ws_max_subscriptions": MAX_SUBSCRIPTIONS, "subscriber_buffer": BUFFER}
     async with serving(settings, **changes) as (url, app):
         yield Abused(url, app, key, len(asyncio.all_tasks()))
-
-
-async def new_session(abused: Abused) -> str:
-    async with ApiClient(abused.url, abused.key) as api:
-        created = await api.data(CREATE_SESSION, {"input": {}})
-    session_id: str = created["createSession"]["id"]
-    return session_id
 
 
 async def append_until_stalled(
@@ -249,7 +248,7 @@ async def test_a_message_over_the_size_limit_closes_with_1009(
 async def test_subscriptions_beyond_the_cap_get_a_coded_error(
     abused: Abused, protocol: Protocol
 ) -> None:
-    session_id = await new_session(abused)
+    session_id = await abused.create_session()
     async with connected(abused.url, abused.key, protocol) as client:
         for n in range(MAX_SUBSCRIPTIONS + 1):
             await client.subscribe(str(n), SESSION_UPDATED, {"id": session_id})
@@ -291,7 +290,7 @@ async def stalled_client(abused: Abused) -> AsyncIterator[WsClient]:
 async def test_a_live_consumer_that_never_reads_is_held_to_its_buffer_then_closed(
     abused: Abused,
 ) -> None:
-    session_id = await new_session(abused)
+    session_id = await abused.create_session()
     async with stalled_client(abused) as client:
         await client.subscribe("live", MESSAGE_ADDED, {"sessionId": session_id})
         await wait_until(lambda: abused.shared.member_count == 1, "the subscriber joined")
@@ -317,7 +316,7 @@ async def test_a_live_consumer_that_never_reads_is_held_to_its_buffer_then_close
 async def test_a_stalled_member_of_a_group_holds_up_none_of_the_others(abused: Abused) -> None:
     # The group writes each event to its idle members itself: a member whose socket has
     # stopped taking frames must fall back to its own queue, not keep the group waiting.
-    session_id = await new_session(abused)
+    session_id = await abused.create_session()
     async with (
         stalled_client(abused) as stalled,
         connected(abused.url, abused.key, TRANSPORT_WS) as reader,
@@ -360,7 +359,7 @@ async def test_a_stalled_member_of_a_group_holds_up_none_of_the_others(abused: A
 async def test_a_replaying_consumer_that_never_reads_is_held_to_its_buffer_and_misses_nothing(
     abused: Abused,
 ) -> None:
-    session_id = await new_session(abused)
+    session_id = await abused.create_session()
     async with stalled_client(abused) as client:
         await client.subscribe("replay", MESSAGE_ADDED, {"sessionId": session_id, "afterSeq": 0})
         await wait_until(lambda: abused.hub.feed_count == 1, "the subscriber registered")
@@ -400,7 +399,7 @@ async def test_a_client_gone_before_its_ack_is_no_server_error(
 async def test_subscriptions_stopped_as_soon_as_they_start_release_their_feeds(
     abused: Abused, protocol: Protocol
 ) -> None:
-    session_id = await new_session(abused)
+    session_id = await abused.create_session()
     async with connected(abused.url, abused.key, protocol) as client:
         for n in range(HASTY_SUBSCRIPTIONS):
             variables = {"sessionId": session_id, "afterSeq": 0 if n % 2 else None}
@@ -420,7 +419,7 @@ async def test_subscriptions_stopped_as_soon_as_they_start_release_their_feeds(
 async def test_after_the_abuse_the_server_serves_http_and_websockets(
     abused: Abused, protocol: Protocol
 ) -> None:
-    session_id = await new_session(abused)
+    session_id = await abused.create_session()
     async with connected(abused.url, abused.key, protocol) as client:
         await client.subscribe("1", MESSAGE_ADDED, {"sessionId": session_id, "afterSeq": 0})
         await wait_until(lambda: abused.hub.feed_count >= 1, "the subscription is registered")

@@ -1,5 +1,4 @@
-"""A small GraphQL-over-websocket client for the tests, speaking both protocols, and a
-dedicated server for tests that need settings of their own."""
+"""A small GraphQL-over-websocket client for the tests, speaking both protocols."""
 
 from __future__ import annotations
 
@@ -11,14 +10,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
-from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
-
-from sessiongraph.app import create_app
-from sessiongraph.settings import Settings
-from tests.serving import bound_socket, serve
 
 Protocol = Literal["graphql-transport-ws", "graphql-ws"]
 TRANSPORT_WS: Protocol = "graphql-transport-ws"
@@ -183,16 +177,6 @@ async def connected(
         ack = await client.init({"authorization": f"Bearer {key}"})
         assert ack["type"] == "connection_ack", ack
         yield client
-
-
-@asynccontextmanager
-async def serving(settings: Settings, **changes: Any) -> AsyncIterator[tuple[str, Starlette]]:
-    """A server of its own, with `changes` applied to `settings`, on a free port; yields its
-    base URL and its app (whose `state.services` is live inside the block)."""
-    sock = bound_socket()
-    app = create_app(settings.model_copy(update={**changes, "port": sock.getsockname()[1]}))
-    async with serve(app, sock) as url:
-        yield url, app
 
 
 async def wait_until(
