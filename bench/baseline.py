@@ -42,7 +42,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -57,7 +57,7 @@ from storage.clock import utc_now
 from storage.database import Planner, planner_of
 from storage.messages import PARALLEL_RANGES
 from storage.session_filters import descending_key_bounds
-from storage.sessions import FIRST_WINDOW, LAST_WINDOW, WINDOW_GROWTH, WINDOW_GROWTH_EMPTY
+from storage.sessions import FIRST_WINDOW, LAST_WINDOW, WINDOWS_MAX, next_span
 
 PUBLIC_FIELDS = {"phone_number_secrets": 0}
 KEY_PREFIX = "sg_"
@@ -186,16 +186,21 @@ class Reads:
         found: list[dict[str, Any]] = []
         edge: datetime | None = None
         span = FIRST_WINDOW
+        windows = 0
+        measured, measured_found = timedelta(0), 0
         while len(found) < wanted:
-            if span > LAST_WINDOW:
+            if span > LAST_WINDOW or windows == WINDOWS_MAX:
                 bound = {} if edge is None else descending_key_bounds({"$lt": edge})
                 return found + await page(bound, wanted - len(found))
             far = (edge or now) - span
             window = {"$gte": far} if edge is None else {"$lt": edge, "$gte": far}
             got = await page(descending_key_bounds(window), wanted - len(found))
             found += got
+            windows += 1
+            if edge is not None:
+                measured, measured_found = measured + span, measured_found + len(got)
             edge = far
-            span *= WINDOW_GROWTH if got else WINDOW_GROWTH_EMPTY
+            span = next_span(span, len(got), measured, measured_found, wanted - len(found))
         return found
 
     async def session_by_id(self, org_id: str, session_id: str) -> dict[str, Any] | None:

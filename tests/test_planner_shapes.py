@@ -19,12 +19,14 @@ from sessiongraph.settings import Settings
 from storage import (
     Database,
     MessageStore,
+    SessionNotFound,
     SessionQuery,
     SessionRecord,
     SessionStore,
     TimeRange,
 )
 from storage.database import Planner, planner_of
+from storage.records import SessionOrderField
 from tests.factories import message_record, position_of, session_record
 
 CUSTOMERS = ["+14155550001", "+14155550002", "+14155550003"]
@@ -192,6 +194,64 @@ async def test_both_shapes_read_the_same_message_ranges_of_several_sessions(
     assert stranger["id"] not in full
 
 
+async def deleted_by(db: Database, org_id: str) -> dict[str, Any]:
+    """What deleting sessions of `org_id` with `db`'s shape does: a session (3 messages, an
+    append's idempotency key) deleted from another organization, then from its own, then again;
+    the neighbour session left alone. Ids, organization and times left out, to compare shapes."""
+    store = SessionStore(db)
+    target, _ = await store.create(
+        org_id, session_record(name="target"), [message_record("a"), message_record("b")]
+    )
+    neighbour, _ = await store.create(
+        org_id, session_record(name="neighbour"), [message_record("n")]
+    )
+    await MessageStore(db).append(org_id, target["id"], [message_record("c")], idempotency_key="k")
+    outcome: dict[str, Any] = {}
+    with pytest.raises(SessionNotFound):
+        await store.delete(f"other-{org_id}", target["id"])
+    outcome["kept_by_stranger"] = await store.get(org_id, target["id"]) is not None
+    outcome["total_before"] = await store.count(org_id, SessionQuery())
+    deleted = await store.delete(org_id, target["id"])
+    outcome["deleted"] = {
+        key: value
+        for key, value in deleted.items()
+        if key not in ("id", "org_id", "created_at", "updated_at", "expires_at")
+    }
+    outcome["deleted_is_target"] = (deleted["id"], deleted["org_id"]) == (target["id"], org_id)
+    with pytest.raises(SessionNotFound):
+        await store.delete(org_id, target["id"])
+    outcome["total_after"] = await store.count(org_id, SessionQuery())
+    outcome["left"] = {
+        "session": await store.get(org_id, target["id"]),
+        "messages": await db.messages.count_documents({"session_id": target["id"]}),
+        "keys": await db.idempotency.count_documents({"session_id": target["id"]}),
+        "neighbour": await store.get(org_id, neighbour["id"]) is not None,
+        "neighbour_messages": await db.messages.count_documents({"session_id": neighbour["id"]}),
+    }
+    return outcome
+
+
+async def test_both_shapes_delete_a_session_alike(planners: dict[Planner, Database]) -> None:
+    org_id = f"org-{uuid.uuid4().hex[:10]}"
+
+    full = await deleted_by(planners["full"], f"full-{org_id}")
+    simple = await deleted_by(planners["simple"], f"simple-{org_id}")
+
+    assert simple == full
+    assert full["kept_by_stranger"]
+    assert full["deleted_is_target"]
+    assert full["deleted"]["message_count"] == 3
+    assert full["deleted"]["name"] == "target"
+    assert (full["total_before"], full["total_after"]) == (2, 1)
+    assert full["left"] == {
+        "session": None,
+        "messages": 0,
+        "keys": 0,
+        "neighbour": True,
+        "neighbour_messages": 1,
+    }
+
+
 async def test_the_planner_is_learned_from_the_server_at_connect_time(
     mongo_uri: str, settings: Settings
 ) -> None:
@@ -246,3 +306,36 @@ async def test_the_simple_shape_reads_ids_first_only_when_its_planner_cannot_ser
     # whole filter led by those ids.
     assert narrowed[0] == {"org_id": org_id, "name": "even"}
     assert list(narrowed[1]) == ["_id", "org_id", "status", "expires_at", "name"]
+
+
+@pytest.mark.parametrize("order_by", ["created_at", "updated_at"])
+async def test_the_simple_shapes_windows_hold_little_more_than_the_page(
+    mongo_uri: str, settings: Settings, database: Database, order_by: SessionOrderField
+) -> None:
+    # 120 sessions an hour apart, newest first: once a window has found some, the next is
+    # sized by their density, so the windows hold about the page, not up to 4 times it.
+    org_id = f"org-{uuid.uuid4().hex[:10]}"
+    now = datetime.now(UTC)
+    store = SessionStore(database)
+    newest: list[str] = []
+    for hours in range(120):
+        record, _ = await store.create(org_id, session_record(), [])
+        newest.append(record["id"])
+        at = now - timedelta(hours=hours, minutes=30)
+        await database.sessions.update_one(
+            {"_id": record["id"]}, {"$set": {"created_at": at, "updated_at": at}}
+        )
+    finds = SessionFinds()
+    db = await Database.connect(
+        mongo_uri, settings.db_name, planner="simple", event_listeners=[finds]
+    )
+    try:
+        page = await SessionStore(db).list(org_id, SessionQuery(), order_by=order_by, first=40)
+        held = [await db.sessions.count_documents(window) for window in finds.filters]
+    finally:
+        await db.close()
+
+    assert ids(page.items) == newest[:40]
+    assert page.has_next
+    # 41 wanted (one more tells whether a next page exists).
+    assert sum(held) <= 41 * 1.3, (held, finds.filters)

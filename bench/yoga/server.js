@@ -99,6 +99,14 @@ const PARALLEL_RANGES = 8;
 const MINUTE = 60_000;
 const FIRST_WINDOW = MINUTE;
 const LAST_WINDOW = 3650 * 24 * 60 * MINUTE;
+const WINDOWS_MAX = Math.ceil(Math.log(LAST_WINDOW / FIRST_WINDOW) / Math.log(4)) + 1;
+
+// storage.sessions.next_span: the next window's width, by the density of the bounded ones.
+function nextSpan(span, got, measured, measuredFound, remaining) {
+  if (!measuredFound) return span * (got ? 4 : 16);
+  const estimate = measured * ((remaining * 1.2) / measuredFound);
+  return Math.min(Math.max(estimate, span), span * 16);
+}
 const NEWEST_FIRST = { created_at: -1, _id: -1 };
 
 function rangeFind(wanted) {
@@ -146,9 +154,12 @@ async function newestSessions(orgId, wanted) {
   const found = [];
   let edge = null;
   let span = FIRST_WINDOW;
+  let windows = 0;
+  let measured = 0;
+  let measuredFound = 0;
   const now = Date.now();
   while (found.length < wanted) {
-    if (span > LAST_WINDOW) {
+    if (span > LAST_WINDOW || windows === WINDOWS_MAX) {
       const bound = edge === null ? {} : { $lte: new Date(edge - 1) };
       return found.concat(await page(bound, wanted - found.length));
     }
@@ -157,8 +168,13 @@ async function newestSessions(orgId, wanted) {
     if (edge !== null) window.$lte = new Date(edge - 1);
     const got = await page(window, wanted - found.length);
     found.push(...got);
+    windows += 1;
+    if (edge !== null) {
+      measured += span;
+      measuredFound += got.length;
+    }
     edge = far;
-    span *= got.length ? 4 : 16;
+    span = nextSpan(span, got.length, measured, measuredFound, wanted - found.length);
   }
   return found;
 }
