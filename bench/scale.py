@@ -50,6 +50,8 @@ NEXT_PAGE = """query Next($after: String!) { sessions(first: 20, after: $after) 
 CREATE_SESSION = """mutation Create($name: String!) { createSession(input: {name: $name,
   messages: [{user: {content: "hello"}}, {user: {content: "again"}}]}) { id } }"""
 DELETE_SESSION = "mutation Delete($id: ID!) { deleteSession(id: $id) { id } }"
+UPDATE_SESSION = """mutation Rename($id: ID!, $name: String!) {
+  updateSession(id: $id, input: {name: $name}) { id } }"""
 CONSOLE_SESSIONS = """query ConsoleSessions($first: Int!) {
   sessions(first: $first, orderBy: {field: UPDATED_AT, direction: DESC}) {
     totalCount
@@ -191,12 +193,18 @@ async def timed(
 async def timed_writes(
     http: httpx.AsyncClient, url: str, repeat: int, pids: tuple[int, int | None]
 ) -> list[dict[str, Any]]:
-    """`createSession` (two messages) `repeat` times, then `deleteSession` of each created,
-    each timed as `timed` times a read, after one warm-up of each."""
+    """`createSession` (two messages) `repeat` times, then `updateSession` (a new name) and
+    `deleteSession` of each created, each timed as `timed` times a read, after one warm-up of
+    each."""
     server_pid, db_pid = pids
     rows = []
     created: list[str] = []
-    for name, count in (("createSession with 2 messages", repeat + 1), ("deleteSession", 0)):
+    phases = (
+        ("createSession with 2 messages", repeat + 1),
+        ("updateSession", 0),
+        ("deleteSession", 0),
+    )
+    for name, count in phases:
         times = []
         server_cpu, db_cpu = 0.0, 0.0
         steps = count or len(created)
@@ -206,6 +214,9 @@ async def timed_writes(
                 db_cpu = cpu_seconds(db_pid) if db_pid is not None else 0.0
             if count:
                 body = {"query": CREATE_SESSION, "variables": {"name": f"write {step}"}}
+            elif name == "updateSession":
+                variables = {"id": created[step], "name": f"renamed {step}"}
+                body = {"query": UPDATE_SESSION, "variables": variables}
             else:
                 body = {"query": DELETE_SESSION, "variables": {"id": created[step]}}
             started = time.perf_counter()

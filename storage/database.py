@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal, TypeVar
 
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReturnDocument
 from pymongo.errors import (
     AutoReconnect,
     ConnectionFailure,
@@ -290,6 +290,35 @@ class Database:
     async def close(self) -> None:
         """Close the client and its connection pool."""
         await close_client(self.client)
+
+
+async def updated(
+    collection: Any,
+    key: dict[str, Any],
+    change: dict[str, Any],
+    projection: dict[str, Any],
+    session: Any,
+    condition: dict[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """The document of `key` (its `_id` and shard key) after `change`, made only if it also
+    matches `condition`; None when it does not exist or does not match.
+
+    Outside a transaction this is findAndModify, the one atomic form. In a transaction it is
+    an update and a read of its own write, as atomic there (a concurrent writer of the
+    document conflicts and retries), and served from the `_id` index by the embedded
+    database, which runs findAndModify's write as a collection scan (it re-asserts the query
+    under `$and`, which no index serves: ~130 ms at 10,000 sessions)."""
+    match = {**key, **(condition or {})}
+    if session is None:
+        found: dict[str, Any] | None = await collection.find_one_and_update(
+            match, change, projection=projection, return_document=ReturnDocument.AFTER
+        )
+        return found
+    result = await collection.update_one(match, change, session=session)
+    if result.matched_count == 0:
+        return None
+    after: dict[str, Any] | None = await collection.find_one(key, projection, session=session)
+    return after
 
 
 async def _committed(session: Any, deadline: float) -> bool:

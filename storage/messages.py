@@ -7,11 +7,11 @@ import weakref
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
 from storage.clock import utc_now
-from storage.database import Database, to_list
+from storage.database import Database, to_list, updated
 from storage.documents import (
     PUBLIC_FIELDS,
     message_documents,
@@ -110,29 +110,10 @@ class MessageStore:
         self, org_id: str, session_id: str, count: int, now: datetime, session: Any
     ) -> dict[str, Any] | None:
         """Add `count` to the open session's message_count; the session after, or None."""
-        appendable = {
-            "_id": session_id,
-            "org_id": org_id,
-            "status": "active",
-            "expires_at": {"$gt": now},
-        }
+        key = {"_id": session_id, "org_id": org_id}
+        appendable = {"status": "active", "expires_at": {"$gt": now}}
         change = {"$inc": {"message_count": count}, "$set": {"updated_at": now}}
-        if session is None:
-            # Without a transaction only find-and-modify is atomic.
-            found: dict[str, Any] | None = await self._db.sessions.find_one_and_update(
-                appendable, change, projection=PUBLIC_FIELDS, return_document=ReturnDocument.AFTER
-            )
-            return found
-        # In a transaction an update and a read of our own write are just as atomic: a
-        # concurrent append conflicts and retries. (SecantusDB runs findAndModify as a
-        # collection scan, so this keeps appends constant-time there too.)
-        updated = await self._db.sessions.update_one(appendable, change, session=session)
-        if updated.matched_count == 0:
-            return None
-        after: dict[str, Any] | None = await self._db.sessions.find_one(
-            {"_id": session_id, "org_id": org_id}, PUBLIC_FIELDS, session=session
-        )
-        return after
+        return await updated(self._db.sessions, key, change, PUBLIC_FIELDS, session, appendable)
 
     async def _replay(
         self, org_id: str, session_id: str, key: str, digest: str

@@ -7,11 +7,11 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import DuplicateKeyError
 
 from storage.clock import utc_now
-from storage.database import Database, Planner, to_list
+from storage.database import Database, Planner, to_list, updated
 from storage.documents import (
     PUBLIC_FIELDS,
     message_documents,
@@ -427,12 +427,17 @@ class SessionStore:
                 # have before the sweep (storage/session_events.py).
                 fields.setdefault("status", "active")
                 update["$unset"] = {"completed_by_expiry": ""}
-        doc = await self._db.sessions.find_one_and_update(
-            {"_id": session_id, "org_id": org_id},
-            update,
-            projection=PUBLIC_FIELDS,
-            return_document=ReturnDocument.AFTER,
-        )
+        mine = {"_id": session_id, "org_id": org_id}
+
+        async def write(session: Any) -> dict[str, Any] | None:
+            return await updated(self._db.sessions, mine, update, PUBLIC_FIELDS, session)
+
+        # The embedded database serves the transaction's update and read from the index, where
+        # its findAndModify scans the collection (see `updated`); MongoDB needs no transaction.
+        if self._db.planner == "simple" and self._db.supports_transactions:
+            doc = await self._db.in_transaction(write)
+        else:
+            doc = await write(None)
         if doc is None:
             raise SessionNotFound(session_id)
         record = session_from_document(doc, now)

@@ -26,7 +26,7 @@ from storage import (
     TimeRange,
 )
 from storage.database import Planner, planner_of
-from storage.records import SessionOrderField
+from storage.records import SessionChanges, SessionOrderField
 from tests.factories import message_record, position_of, session_record
 
 CUSTOMERS = ["+14155550001", "+14155550002", "+14155550003"]
@@ -250,6 +250,86 @@ async def test_both_shapes_delete_a_session_alike(planners: dict[Planner, Databa
         "neighbour": True,
         "neighbour_messages": 1,
     }
+
+
+async def updated_by(db: Database, org_id: str) -> dict[str, Any]:
+    """What updating a session of `org_id` with `db`'s shape does: from another organization,
+    then its name, status and expiration, then a missing id; ids and times left out."""
+    store = SessionStore(db)
+    target, _ = await store.create(org_id, session_record(name="before"), [])
+    outcome: dict[str, Any] = {}
+    with pytest.raises(SessionNotFound):
+        await store.update(f"other-{org_id}", target["id"], {"name": "stolen"})
+    changes: list[SessionChanges] = [
+        {"name": "after"},
+        {"status": "completed"},
+        {"expiration_seconds": 60, "status": "active"},
+        {"name": None},
+    ]
+    steps = []
+    for change in changes:
+        record = await store.update(org_id, target["id"], change)
+        steps.append(
+            {
+                "record": {
+                    k: v for k, v in record.items() if k not in ("id", "org_id", "updated_at")
+                }
+                | {"created_at": None, "expires_at": record["expires_at"] - record["created_at"]},
+                "stored": await store.get(org_id, target["id"]) == record,
+                "moved": record["updated_at"] >= target["updated_at"],
+            }
+        )
+    outcome["steps"] = steps
+    with pytest.raises(SessionNotFound):
+        await store.update(org_id, f"missing-{target['id']}", {"name": "x"})
+    kept = await store.get(org_id, target["id"])
+    outcome["name_at_the_end"] = kept["name"] if kept else "(gone)"
+    return outcome
+
+
+class SessionCommands(monitoring.CommandListener):
+    """The names of the commands sent to the `sessions` collection."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command.get(event.command_name) == "sessions":
+            self.names.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_both_shapes_update_a_session_alike(
+    planners: dict[Planner, Database], mongo_uri: str, settings: Settings
+) -> None:
+    org_id = f"org-{uuid.uuid4().hex[:10]}"
+
+    full = await updated_by(planners["full"], f"full-{org_id}")
+    simple = await updated_by(planners["simple"], f"simple-{org_id}")
+
+    assert simple == full
+    assert [step["record"]["name"] for step in full["steps"]] == ["after", "after", "after", None]
+    assert [step["record"]["status"] for step in full["steps"]][1:3] == ["completed", "active"]
+    assert full["steps"][2]["record"]["expires_at"] == timedelta(seconds=60)
+    assert all(step["stored"] and step["moved"] for step in full["steps"])
+    # The simple shape never sends findAndModify, which that planner runs as a collection scan.
+    commands = SessionCommands()
+    db = await Database.connect(
+        mongo_uri, settings.db_name, planner="simple", event_listeners=[commands]
+    )
+    try:
+        target, _ = await SessionStore(db).create(org_id, session_record(), [])
+        commands.names.clear()
+        await SessionStore(db).update(org_id, target["id"], {"name": "renamed"})
+    finally:
+        await db.close()
+    assert "findAndModify" not in commands.names
+    assert "update" in commands.names
 
 
 async def test_the_planner_is_learned_from_the_server_at_connect_time(
