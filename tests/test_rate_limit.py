@@ -298,15 +298,24 @@ async def test_each_key_has_a_budget_of_its_own(settings: Settings, database: Da
     assert cost_of(neighbour)["remaining"] == 90
 
 
+async def key_and_tokens(
+    settings: Settings, database: Database, count: int
+) -> tuple[str, list[str]]:
+    """A new organization's API key and `count` read-only access tokens of that key."""
+    org_id, key = await new_org_key(database)
+    key_id = await key_id_of(database, org_id)
+    mint = signer(settings).mint
+    tokens = [
+        mint(org_id, key_id, ttl_seconds=600, read_only=True, session_ids=None)[0]
+        for _ in range(count)
+    ]
+    return key, tokens
+
+
 async def test_access_tokens_draw_on_their_key_s_budget(
     settings: Settings, database: Database
 ) -> None:
-    org_id, key = await new_org_key(database)
-    key_id = await key_id_of(database, org_id)
-    tokens = [
-        signer(settings).mint(org_id, key_id, ttl_seconds=600, read_only=True, session_ids=None)[0]
-        for _ in range(3)
-    ]
+    key, tokens = await key_and_tokens(settings, database, 3)
     async with serving(settings, **points(100)) as (url, _):
         async with ApiClient(url, key) as api:
             by_key = await api.post(ids_page(29))
@@ -352,12 +361,7 @@ async def test_the_request_ceiling_refuses_before_parsing_and_reports_itself(
 async def test_access_tokens_share_their_key_s_request_ceiling(
     settings: Settings, database: Database
 ) -> None:
-    org_id, key = await new_org_key(database)
-    key_id = await key_id_of(database, org_id)
-    tokens = [
-        signer(settings).mint(org_id, key_id, ttl_seconds=600, read_only=True, session_ids=None)[0]
-        for _ in range(4)
-    ]
+    key, tokens = await key_and_tokens(settings, database, 4)
     # The key's id is known to the ceiling once the key has authenticated (and cached).
     async with serving(
         settings, rate_limit_per_second=0.05, rate_limit_burst=3, auth_cache_seconds=60
