@@ -79,6 +79,9 @@ API_KEY_INDEXES = [
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 IDEMPOTENCY_INDEXES = [
     IndexModel([("created_at", ASCENDING)], expireAfterSeconds=IDEMPOTENCY_TTL_SECONDS),
+    # A deleted session's keys go with it (`SessionStore.delete`), read by this index rather
+    # than by a scan of a day's keys.
+    IndexModel([("session_id", ASCENDING), ("org_id", ASCENDING)]),
 ]
 REGISTERED_DOCUMENT_INDEXES = [
     IndexModel([("org_id", ASCENDING)]),

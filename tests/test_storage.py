@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pymongo import monitoring
 from pymongo.errors import DuplicateKeyError
 
 from sessiongraph.settings import Settings
@@ -482,3 +483,47 @@ async def test_revoked_api_key_identifies_no_organization(db: Database, org_id: 
     await keys.revoke(record["id"])
 
     assert await keys.organization_of(key) is None
+
+
+class IdempotencyDeletes(monitoring.CommandListener):
+    """The filters of the deletes sent to the `idempotency_keys` collection."""
+
+    def __init__(self) -> None:
+        self.filters: list[dict[str, Any]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "delete" and event.command["delete"] == "idempotency_keys":
+            self.filters += [dict(delete["q"]) for delete in event.command["deletes"]]
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_a_deleted_session_s_keys_are_found_by_an_index(
+    mongo_uri: str, settings: Settings, org_id: str
+) -> None:
+    """The keys of a deleted session are read through an index whose leading fields are
+    exactly the delete's filter, not by a scan of a day's keys."""
+    deletes = IdempotencyDeletes()
+    db = await Database.connect(mongo_uri, settings.db_name, event_listeners=[deletes])
+    try:
+        await db.ensure_indexes()
+        store = SessionStore(db)
+        session, _ = await store.create(org_id, session_record(), [], idempotency_key="c")
+        await MessageStore(db).append(
+            org_id, session["id"], [message_record("a")], idempotency_key="k"
+        )
+        await store.delete(org_id, session["id"])
+        indexes = await db.idempotency.index_information()
+    finally:
+        await db.close()
+    assert deletes.filters, "the delete sent no delete to idempotency_keys"
+    leading = [
+        {field for field, _ in index["key"][: len(deletes.filters[0])]}
+        for index in indexes.values()
+    ]
+    for delete_filter in deletes.filters:
+        assert set(delete_filter) in leading, (delete_filter, indexes)
