@@ -54,7 +54,9 @@ from typing import Any
 
 import pytest
 from starlette.applications import Starlette
+from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from sessiongraph.live.sharing import SharedStreams
 from sessiongraph.settings import Settings
@@ -75,6 +77,7 @@ from tests.ws_client import (
     connected,
     small_window_client,
     wait_until,
+    ws_url,
 )
 
 CREATE_SESSION = """
@@ -214,6 +217,23 @@ async def test_a_malformed_frame_closes_with_4400(
         await client.connection.send(frame_of(case, protocol))
 
         assert await client.close_code() == 4400
+
+
+@pytest.mark.parametrize("offered", [None, ["mqtt"]], ids=["none", "unknown"])
+async def test_a_client_without_a_served_subprotocol_is_closed_with_4406(
+    abused: Abused, offered: list[Subprotocol] | None
+) -> None:
+    async with ws_connect(
+        ws_url(abused.url), subprotocols=offered, proxy=None, open_timeout=WAIT_SECONDS
+    ) as connection:
+        assert connection.subprotocol is None
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(connection.recv(), WAIT_SECONDS)
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (
+        4406,
+        "Subprotocol not acceptable",
+    )
 
 
 # Floods, sizes and caps ---------------------------------------------------------------------
