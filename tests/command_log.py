@@ -9,7 +9,9 @@ change stream's own commands (the app's event source), what runs in the backgrou
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
+from typing import Any
 
 from pymongo import monitoring
 
@@ -63,3 +65,25 @@ async def counted(api: ApiClient, db_name: str, query: str) -> Counter[str]:
     finally:
         COMMANDS.counting = False
     return Counter(COMMANDS.commands)
+
+
+class CommandRecorder(monitoring.CommandListener):
+    """Keeps a copy of every command started by the client it is given to (as one of
+    `Database.connect`'s `event_listeners`): its name, database and body."""
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[str, str, dict[str, Any]]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        command = copy.deepcopy(dict(event.command))
+        self.commands.append((event.command_name, event.database_name, command))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+    def sent_to(self, collection: str) -> list[tuple[str, dict[str, Any]]]:
+        """The (name, body) of each command sent to `collection`, oldest first."""
+        return [(name, body) for name, _, body in self.commands if body.get(name) == collection]

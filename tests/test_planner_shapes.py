@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from pymongo import monitoring
 
 from sessiongraph.settings import Settings
 from storage import (
@@ -27,6 +26,7 @@ from storage import (
 )
 from storage.database import Planner, planner_of
 from storage.records import SessionChanges, SessionOrderField
+from tests.command_log import CommandRecorder
 from tests.factories import message_record, position_of, session_record
 
 CUSTOMERS = ["+14155550001", "+14155550002", "+14155550003"]
@@ -287,23 +287,6 @@ async def updated_by(db: Database, org_id: str) -> dict[str, Any]:
     return outcome
 
 
-class SessionCommands(monitoring.CommandListener):
-    """The names of the commands sent to the `sessions` collection."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command.get(event.command_name) == "sessions":
-            self.names.append(event.command_name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
 async def test_both_shapes_update_a_session_alike(
     planners: dict[Planner, Database], mongo_uri: str, settings: Settings
 ) -> None:
@@ -318,18 +301,19 @@ async def test_both_shapes_update_a_session_alike(
     assert full["steps"][2]["record"]["expires_at"] == timedelta(seconds=60)
     assert all(step["stored"] and step["moved"] for step in full["steps"])
     # The simple shape never sends findAndModify, which that planner runs as a collection scan.
-    commands = SessionCommands()
+    recorder = CommandRecorder()
     db = await Database.connect(
-        mongo_uri, settings.db_name, planner="simple", event_listeners=[commands]
+        mongo_uri, settings.db_name, planner="simple", event_listeners=[recorder]
     )
     try:
         target, _ = await SessionStore(db).create(org_id, session_record(), [])
-        commands.names.clear()
+        recorder.commands.clear()
         await SessionStore(db).update(org_id, target["id"], {"name": "renamed"})
     finally:
         await db.close()
-    assert "findAndModify" not in commands.names
-    assert "update" in commands.names
+    names = [name for name, _ in recorder.sent_to("sessions")]
+    assert "findAndModify" not in names
+    assert "update" in names
 
 
 async def test_the_planner_is_learned_from_the_server_at_connect_time(
@@ -345,38 +329,26 @@ async def test_the_planner_is_learned_from_the_server_at_connect_time(
     assert planner_of({"version": "8.0.4"}) == "full"
 
 
-class SessionFinds(monitoring.CommandListener):
-    """The filters of the `find` commands sent to the `sessions` collection."""
-
-    def __init__(self) -> None:
-        self.filters: list[dict[str, Any]] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name == "find" and event.command["find"] == "sessions":
-            self.filters.append(dict(event.command["filter"]))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
+def session_finds(recorder: CommandRecorder) -> list[dict[str, Any]]:
+    """The filters of the `find` commands the recorder saw sent to the `sessions` collection."""
+    return [body["filter"] for name, body in recorder.sent_to("sessions") if name == "find"]
 
 
 async def test_the_simple_shape_reads_ids_first_only_when_its_planner_cannot_serve_a_filter(
     mongo_uri: str, settings: Settings, database: Database
 ) -> None:
-    finds = SessionFinds()
+    recorder = CommandRecorder()
     db = await Database.connect(
-        mongo_uri, settings.db_name, planner="simple", event_listeners=[finds]
+        mongo_uri, settings.db_name, planner="simple", event_listeners=[recorder]
     )
     org_id = f"org-{uuid.uuid4().hex[:10]}"
     store = SessionStore(db)
     try:
         await store.list(org_id, SessionQuery(name="even"), first=5)
-        served = finds.filters
-        finds.filters = []
+        served = session_finds(recorder)
+        recorder.commands.clear()
         await store.list(org_id, SessionQuery(name="even", status="active"), first=5)
-        narrowed = finds.filters
+        narrowed = session_finds(recorder)
     finally:
         await db.close()
 
@@ -405,17 +377,18 @@ async def test_the_simple_shapes_windows_hold_little_more_than_the_page(
         await database.sessions.update_one(
             {"_id": record["id"]}, {"$set": {"created_at": at, "updated_at": at}}
         )
-    finds = SessionFinds()
+    recorder = CommandRecorder()
     db = await Database.connect(
-        mongo_uri, settings.db_name, planner="simple", event_listeners=[finds]
+        mongo_uri, settings.db_name, planner="simple", event_listeners=[recorder]
     )
     try:
         page = await SessionStore(db).list(org_id, SessionQuery(), order_by=order_by, first=40)
-        held = [await db.sessions.count_documents(window) for window in finds.filters]
+        windows = session_finds(recorder)
+        held = [await db.sessions.count_documents(window) for window in windows]
     finally:
         await db.close()
 
     assert ids(page.items) == newest[:40]
     assert page.has_next
     # 41 wanted (one more tells whether a next page exists).
-    assert sum(held) <= 41 * 1.3, (held, finds.filters)
+    assert sum(held) <= 41 * 1.3, (held, windows)

@@ -23,7 +23,6 @@ The test then holds the code and the document to each other, both ways:
 from __future__ import annotations
 
 import asyncio
-import copy
 import re
 import uuid
 from collections.abc import Iterator, Mapping
@@ -34,7 +33,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-from pymongo import monitoring
 
 from resolvers.loaders import Loaders
 from resolvers.pagination import PageArgs, message_cursor, message_window
@@ -56,6 +54,7 @@ from storage.events import EventHub
 from storage.expiry import ExpirySweeper
 from storage.persisted import PersistedDocumentStore, document_id
 from storage.session_events import LogPosition, SessionEventLog
+from tests.command_log import CommandRecorder
 from tests.factories import message_record, session_record
 
 SCALING_DOC = Path(__file__).resolve().parents[1] / "docs" / "scaling.md"
@@ -102,23 +101,6 @@ class Shape:
     def __str__(self) -> str:
         routing = " ".join(sorted(self.routing)) or "-"
         return f"{self.collection} {self.command} [{routing}] {self.verdict}"
-
-
-class Recorder(monitoring.CommandListener):
-    """Keeps a copy of every command this client starts."""
-
-    def __init__(self) -> None:
-        self.commands: list[tuple[str, str, dict[str, Any]]] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        command = copy.deepcopy(dict(event.command))
-        self.commands.append((event.command_name, event.database_name, command))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
 
 
 # Reading the document --------------------------------------------------------------------
@@ -595,7 +577,7 @@ async def test_every_storage_command_is_routed_as_docs_scaling_md_says(
     doc = SCALING_DOC.read_text(encoding="utf-8")
     keys = documented_shard_keys(doc)
     documented, failure_paths = documented_shapes(doc)
-    recorder = Recorder()
+    recorder = CommandRecorder()
     db = await Database.connect(mongo_uri, db_name, event_listeners=[recorder])
     # Sharding is MongoDB's: its query shapes, whatever planner the test database has.
     db.planner = "full"

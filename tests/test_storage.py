@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from pymongo import monitoring
 from pymongo.errors import DuplicateKeyError
 
 from sessiongraph.settings import Settings
@@ -24,6 +23,7 @@ from storage import (
     SessionRecord,
     SessionStore,
 )
+from tests.command_log import CommandRecorder
 from tests.factories import message_record, session_record
 
 
@@ -485,30 +485,13 @@ async def test_revoked_api_key_identifies_no_organization(db: Database, org_id: 
     assert await keys.organization_of(key) is None
 
 
-class IdempotencyDeletes(monitoring.CommandListener):
-    """The filters of the deletes sent to the `idempotency_keys` collection."""
-
-    def __init__(self) -> None:
-        self.filters: list[dict[str, Any]] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name == "delete" and event.command["delete"] == "idempotency_keys":
-            self.filters += [dict(delete["q"]) for delete in event.command["deletes"]]
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
 async def test_a_deleted_session_s_keys_are_found_by_an_index(
     mongo_uri: str, settings: Settings, org_id: str
 ) -> None:
     """The keys of a deleted session are read through an index whose leading fields are
     exactly the delete's filter, not by a scan of a day's keys."""
-    deletes = IdempotencyDeletes()
-    db = await Database.connect(mongo_uri, settings.db_name, event_listeners=[deletes])
+    recorder = CommandRecorder()
+    db = await Database.connect(mongo_uri, settings.db_name, event_listeners=[recorder])
     try:
         await db.ensure_indexes()
         store = SessionStore(db)
@@ -520,10 +503,15 @@ async def test_a_deleted_session_s_keys_are_found_by_an_index(
         indexes = await db.idempotency.index_information()
     finally:
         await db.close()
-    assert deletes.filters, "the delete sent no delete to idempotency_keys"
-    leading = [
-        {field for field, _ in index["key"][: len(deletes.filters[0])]}
-        for index in indexes.values()
+    deletes = [
+        delete["q"]
+        for name, body in recorder.sent_to("idempotency_keys")
+        if name == "delete"
+        for delete in body["deletes"]
     ]
-    for delete_filter in deletes.filters:
+    assert deletes, "the delete sent no delete to idempotency_keys"
+    leading = [
+        {field for field, _ in index["key"][: len(deletes[0])]} for index in indexes.values()
+    ]
+    for delete_filter in deletes:
         assert set(delete_filter) in leading, (delete_filter, indexes)
