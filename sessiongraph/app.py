@@ -67,15 +67,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.state.parts = Parts(settings, live, metrics, tracing)
-    # For the server (sessiongraph.server), which ends SSE streams as shutdown begins.
-    app.state.live = live
     return app
 
 
 @dataclass(frozen=True, slots=True)
 class Parts:
     """What `create_app` builds without I/O and `lifespan` starts and stops, kept on
-    `app.state.parts`."""
+    `app.state.parts` (the server reads `live` there to end SSE streams as shutdown begins)."""
 
     settings: Settings
     live: LiveEngine
@@ -104,7 +102,6 @@ async def lifespan(app: Starlette) -> AsyncIterator[State]:
         services = await start_services(db, parts)
         # Also on the app itself, for operators' tooling and the tests' leak checks.
         app.state.services = services
-        app.state.subscriptions = parts.live.tracker
         try:
             yield {"services": services, "database": db}
         finally:

@@ -135,7 +135,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from sessiongraph.server import Server
 
     app = create_app()
-    Server(uvicorn.Config(app, **options), app.state.live).run()
+    Server(uvicorn.Config(app, **options), app.state.parts.live).run()
     return 0
 
 

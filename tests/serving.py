@@ -38,7 +38,8 @@ async def serve(app: Starlette, sock: socket.socket) -> AsyncIterator[str]:
         app, log_level="warning", ws_per_message_deflate=False, timeout_graceful_shutdown=5
     )
     # Apps of the tests themselves (receivers, peers) have no live engine.
-    instance = Server(config, getattr(app.state, "live", None))
+    parts = getattr(app.state, "parts", None)
+    instance = Server(config, parts.live if parts is not None else None)
     task = asyncio.create_task(instance.serve(sockets=[sock]))
     try:
         while not instance.started:

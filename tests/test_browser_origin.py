@@ -124,7 +124,7 @@ async def test_a_page_of_a_listed_origin_queries_and_receives_live_messages(
         async with web_app(page_socket, config) as page:
             shown = await in_thread(open_and_wait, browser, page, "query", "Field call")
             assert orjson.loads(shown["query"]) == {"data": {"session": {"name": "Field call"}}}
-            tracker = app.state.subscriptions
+            tracker = app.state.parts.live.tracker
             await wait_until(
                 lambda: sum(s.org_id == org_id for s in tracker.subscriptions) == 2,
                 "the page's websocket and event stream subscribed",
@@ -154,7 +154,7 @@ async def test_a_page_of_an_unlisted_origin_gets_nothing_through(
             shown = await in_thread(open_and_wait, browser, page, "problems", "event stream failed")
             await in_thread(wait(browser).until, _problems_reported(3))
             shown = {name: await in_thread(text_of, browser, name) for name in shown}
-        assert not app.state.subscriptions.subscriptions
+        assert not app.state.parts.live.tracker.subscriptions
     assert shown["query"] == ""
     assert shown["ws"] == ""
     assert shown["sse"] == ""

@@ -59,7 +59,9 @@ async def test_a_websocket_opened_with_a_token_closes_with_4403_at_its_expiry(
         await client.subscribe("1", WATCH, {"id": session_id})
         assert await client.close_code() == CREDENTIAL_ENDED
     assert time.monotonic() - started < TOKEN_SECONDS + 2
-    await wait_until(lambda: not app.state.subscriptions.subscriptions, "the subscription stopped")
+    await wait_until(
+        lambda: not app.state.parts.live.tracker.subscriptions, "the subscription stopped"
+    )
 
 
 async def test_an_event_stream_with_a_token_in_its_url_ends_at_the_tokens_expiry(
@@ -73,7 +75,7 @@ async def test_an_event_stream_with_a_token_in_its_url_ends_at_the_tokens_expiry
         events = await r.ended()
     assert [e for e in events if not e.comment] == []
     assert time.monotonic() - started < TOKEN_SECONDS + 2
-    await wait_until(lambda: not app.state.subscriptions.connections, "the stream is gone")
+    await wait_until(lambda: not app.state.parts.live.tracker.connections, "the stream is gone")
 
 
 async def test_an_api_key_is_refused_in_an_event_streams_url(
@@ -128,7 +130,9 @@ async def test_ending_a_callers_connections_closes_its_websockets_with_4403_and_
         connected(server, ended_key, protocol) as ended,
         connected(server, kept_key, protocol) as kept,
     ):
-        count = await app.state.live.end_where(lambda c: c.org_id == ended_org, "Key revoked.")
+        count = await app.state.parts.live.end_where(
+            lambda c: c.org_id == ended_org, "Key revoked."
+        )
 
         assert count == 1
         assert await ended.close_code() == CREDENTIAL_ENDED

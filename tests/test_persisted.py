@@ -390,7 +390,7 @@ async def test_a_websocket_subscribes_by_apq_hash_and_by_document_id(
             variables = {"id": session_id}
             await ws.start("1", {"documentId": document_id, "variables": variables})
             await ws.start("2", {"extensions": apq(WATCH_UPDATES), "variables": variables})
-            tracker = app.state.subscriptions
+            tracker = app.state.parts.live.tracker
             await wait_until(
                 lambda: sum(s.org_id == org[0] for s in tracker.subscriptions) == 2,
                 "both subscriptions started",

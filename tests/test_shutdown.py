@@ -67,7 +67,7 @@ class Server:
 
     @property
     def tracker(self) -> SubscriptionTracker:
-        tracker: SubscriptionTracker = self.app.state.subscriptions
+        tracker: SubscriptionTracker = self.app.state.parts.live.tracker
         return tracker
 
     @property

@@ -352,7 +352,7 @@ async def test_clients_that_go_away_leave_no_feeds_streams_or_tasks(
 ) -> None:
     session_id = await create_session(api, messages=numbered_messages(2))
     baseline = len(asyncio.all_tasks())
-    tracker = app.state.subscriptions
+    tracker = app.state.parts.live.tracker
     connections = len(tracker.connections)
     for round in range(20):
         variables = {"sessionId": session_id, "afterSeq": 0 if round % 2 else None}
@@ -373,7 +373,9 @@ async def test_ending_a_callers_streams_closes_them(
     session_id = await create_session(api)
     async with sse(server, org[1], MESSAGE_ADDED, {"sessionId": session_id}) as reader:
         await wait_until(lambda: hub.feed_count == 1, "the stream is subscribed")
-        ended = await app.state.live.end_where(lambda caller: caller.org_id == org[0], "revoked")
+        ended = await app.state.parts.live.end_where(
+            lambda caller: caller.org_id == org[0], "revoked"
+        )
         events = await reader.ended()
     assert ended == 1
     assert [e for e in events if not e.comment] == []  # no `complete`: a client retries

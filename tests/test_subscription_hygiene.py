@@ -162,7 +162,7 @@ async def test_hundreds_of_abandoned_sse_streams_leave_no_feeds_or_tasks_behind(
     """Streams of every kind (replaying, live and shared, sessionUpdated), each abandoned by
     its client mid-stream: the server notices, stops the subscription and frees its feed."""
     hub: EventHub = app.state.services.events
-    tracker = app.state.subscriptions
+    tracker = app.state.parts.live.tracker
     await wait_until(lambda: hub.feed_count == 0, "earlier subscriptions are released")
     session_ids = []
     for _ in range(SESSIONS):

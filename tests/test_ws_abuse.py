@@ -132,7 +132,7 @@ class Abused:
     @property
     def shared(self) -> SharedStreams:
         """The live engine's shared streams."""
-        shared: SharedStreams = self.app.state.live.shared
+        shared: SharedStreams = self.app.state.parts.live.shared
         return shared
 
     async def create_session(self) -> str:
@@ -403,7 +403,7 @@ async def test_a_client_gone_before_its_ack_is_no_server_error(
     # Its key is not cached: the server looks it up, and the client's close arrives
     # meanwhile, so the ack is written to a closing connection.
     _, key = await new_org_key(database)
-    live = abused.app.state.live
+    live = abused.app.state.parts.live
     with caplog.at_level(logging.ERROR):
         async with connect(abused.url, protocol) as client:
             await client.send(
