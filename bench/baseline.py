@@ -55,11 +55,13 @@ from starlette.routing import Route
 
 from storage.clock import utc_now
 from storage.database import Planner, planner_of
+from storage.documents import SESSION_FIELDS
 from storage.messages import PARALLEL_RANGES
 from storage.session_filters import descending_key_bounds
 from storage.sessions import FIRST_WINDOW, LAST_WINDOW, WINDOWS_MAX, next_span
 
-PUBLIC_FIELDS = {"phone_number_secrets": 0}
+PUBLIC_FIELDS = SESSION_FIELDS
+"""The plain session read: no secrets, no message windows (the baseline reads messages)."""
 KEY_PREFIX = "sg_"
 FIRST_MESSAGES = 10
 

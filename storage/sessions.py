@@ -14,12 +14,14 @@ from storage.clock import utc_now
 from storage.database import Database, Planner, to_list, updated
 from storage.documents import (
     PUBLIC_FIELDS,
+    SESSION_FIELDS,
     message_documents,
     message_from_document,
     session_from_document,
 )
 from storage.errors import IdempotencyKeyPending, IdempotencyKeyReused, SessionNotFound
 from storage.idempotency import create_record_id, request_digest
+from storage.message_windows import windows_after
 from storage.records import (
     MessageRecord,
     NewMessage,
@@ -83,6 +85,11 @@ def next_span(
     return min(max(estimate, span), span * WINDOW_GROWTH_EMPTY)
 
 
+def fields(windows: bool) -> dict[str, Any]:
+    """The projection of a session read, with or without the message windows."""
+    return PUBLIC_FIELDS if windows else SESSION_FIELDS
+
+
 class SessionStore:
     """Reads and writes the `sessions` collection (and, on create and delete, `messages` and
     the organization's session counter)."""
@@ -138,6 +145,7 @@ class SessionStore:
         if self._secrets is not None and doc.get("phone_number_secrets"):
             doc["phone_number_secrets"] = self._secrets.seal(doc["phone_number_secrets"])
         message_docs = message_documents(org_id, session_id, 1, messages, now)
+        doc.update(windows_after({}, 0, message_docs))
         key_doc: dict[str, Any] | None = None
         if idempotency_key is not None:
             key_doc = {
@@ -207,16 +215,24 @@ class SessionStore:
 
     async def get(self, org_id: str, session_id: str) -> SessionRecord | None:
         """The session, or None when it does not exist in this organization."""
-        doc = await self._db.sessions.find_one({"_id": session_id, "org_id": org_id}, PUBLIC_FIELDS)
+        doc = await self._db.sessions.find_one(
+            {"_id": session_id, "org_id": org_id}, SESSION_FIELDS
+        )
         return None if doc is None else session_from_document(doc)
 
-    async def get_many(self, org_id: str, session_ids: list[str]) -> dict[str, SessionRecord]:
-        """The sessions among `session_ids` that exist in this organization, by id."""
+    async def get_many(
+        self, org_id: str, session_ids: list[str], *, windows: bool = False
+    ) -> dict[str, SessionRecord]:
+        """The sessions among `session_ids` that exist in this organization, by id; with
+        `windows`, each with its message windows (see `session_from_document`)."""
         cursor = self._db.sessions.find(
-            {"_id": {"$in": session_ids}, "org_id": org_id}, PUBLIC_FIELDS
+            {"_id": {"$in": session_ids}, "org_id": org_id}, fields(windows)
         )
         now = utc_now()
-        return {doc["_id"]: session_from_document(doc, now) for doc in await to_list(cursor)}
+        return {
+            doc["_id"]: session_from_document(doc, now, windows=windows)
+            for doc in await to_list(cursor)
+        }
 
     async def list(
         self,
@@ -229,9 +245,11 @@ class SessionStore:
         after: SessionPosition | None = None,
         last: int | None = None,
         before: SessionPosition | None = None,
+        windows: bool = False,
     ) -> Page[SessionRecord]:
         """One page of sessions in (order_by, id) order, by keyset: `first` items after
-        `after`, or `last` items before `before`."""
+        `after`, or `last` items before `before`; with `windows`, each with its message
+        windows (see `session_from_document`)."""
         now = utc_now()
         base = query_filter(org_id, query, now)
         backward = last is not None and first is None
@@ -241,7 +259,7 @@ class SessionStore:
         start = before if backward else after
         if self._db.planner == "simple" and scannable(base, order_by, after, before):
             docs: Documents = await self._scan(
-                base, order_by, scan_descending, start, limit + 1, now
+                base, order_by, scan_descending, start, limit + 1, now, fields(windows)
             )
         else:
             conditions = [base]
@@ -251,7 +269,7 @@ class SessionStore:
                 conditions.append(after_position(order_by, before, not descending))
             direction = DESCENDING if scan_descending else ASCENDING
             cursor = (
-                self._db.sessions.find({"$and": conditions}, PUBLIC_FIELDS)
+                self._db.sessions.find({"$and": conditions}, fields(windows))
                 .sort([(order_by, direction), ("_id", direction)])
                 .limit(limit + 1)
             )
@@ -260,7 +278,7 @@ class SessionStore:
         docs = docs[:limit]
         if backward:
             docs.reverse()
-        items = [session_from_document(doc, now) for doc in docs]
+        items = [session_from_document(doc, now, windows=windows) for doc in docs]
         if backward:
             return Page(items, has_next=before is not None, has_previous=more)
         return Page(items, has_next=more, has_previous=after is not None)
@@ -273,6 +291,7 @@ class SessionStore:
         start: SessionPosition | None,
         wanted: int,
         now: datetime,
+        projection: dict[str, Any],
     ) -> Documents:
         """Up to `wanted` documents matching `base` beyond `start` in (order_by, _id) order,
         in queries a "simple" planner serves from an index (see docs/performance.md).
@@ -292,7 +311,7 @@ class SessionStore:
             docs: Documents = []
             for branch in branches:
                 served = await self._served(branch)
-                cursor = self._db.sessions.find(served, PUBLIC_FIELDS).sort(sort).limit(n)
+                cursor = self._db.sessions.find(served, projection).sort(sort).limit(n)
                 docs += await to_list(cursor)
             if len(branches) > 1:
                 docs.sort(key=lambda doc: (doc[order_by], doc["_id"]), reverse=descending)
@@ -430,7 +449,7 @@ class SessionStore:
         mine = {"_id": session_id, "org_id": org_id}
 
         async def write(session: Any) -> dict[str, Any] | None:
-            return await updated(self._db.sessions, mine, update, PUBLIC_FIELDS, session)
+            return await updated(self._db.sessions, mine, update, SESSION_FIELDS, session)
 
         # The embedded database serves the transaction's update and read from the index, where
         # its findAndModify scans the collection (see `updated`); MongoDB needs no transaction.
@@ -455,14 +474,14 @@ class SessionStore:
             # serves a find and a delete by `_id` from the index. In a transaction the two
             # are as atomic as one: a concurrent writer of the document conflicts and retries.
             doc: dict[str, Any] | None = await self._db.sessions.find_one(
-                mine, PUBLIC_FIELDS, session=session
+                mine, SESSION_FIELDS, session=session
             )
             if doc is None:
                 return None
             deleted = await self._db.sessions.delete_one(mine, session=session)
             return doc if deleted.deleted_count == 1 else None
         found: dict[str, Any] | None = await self._db.sessions.find_one_and_delete(
-            mine, projection=PUBLIC_FIELDS, session=session
+            mine, projection=SESSION_FIELDS, session=session
         )
         return found
 
