@@ -11,7 +11,8 @@ import bson
 HEAD_FIELD = "message_head"
 """Messages seq 1..h, contiguous, while each still fitted (then it stops growing for good)."""
 TAIL_FIELD = "message_tail"
-"""The latest messages, contiguous up to the session's `message_count`."""
+"""The latest messages, contiguous up to the session's `message_count`; empty while the head
+holds them all."""
 WINDOW_FIELDS = (HEAD_FIELD, TAIL_FIELD)
 WINDOW_MESSAGES = 20
 """The most messages a window holds: a console page (`last: 20`) or a listing's `last: 5`."""
@@ -80,35 +81,39 @@ def windows_after(
     stored: dict[str, Any], previous_count: int, appended: Documents
 ) -> dict[str, Documents]:
     """The window fields to set when `appended` (seqs previous_count+1.., in order) follow
-    the session `stored` (its document before, windows included): the tail always, the head
-    while it grows.
+    the session `stored` (its document before, windows included).
 
     The head grows only while it holds every message so far and the next one fits both
-    limits; once one does not, it stays as it is. The tail is the previous tail (when it
-    ends where `appended` starts) and `appended`, trimmed from the front to both limits.
+    limits; once one does not, it stays as it is. While the head holds the whole transcript
+    the tail is empty (the head answers every page); after, the tail is the previous tail
+    (or the whole head) when it ends where `appended` starts, and `appended`, trimmed from
+    the front to both limits.
     """
     sizes = [_size(doc) for doc in appended]
     fields: dict[str, Documents] = {}
-    head: Documents = list(stored.get(HEAD_FIELD) or [])
+    before: Documents = list(stored.get(HEAD_FIELD) or [])
+    head = list(before)
     if len(head) == previous_count:
         head_bytes = sum(_size(doc) for doc in head)
-        grown = 0
         for doc, size in zip(appended, sizes, strict=True):
             if len(head) + 1 > WINDOW_MESSAGES or head_bytes + size > WINDOW_BYTES:
                 break
             head.append(doc)
             head_bytes += size
-            grown += 1
-        if grown:
+        if len(head) > len(before):
             fields[HEAD_FIELD] = head
+    if len(head) == previous_count + len(appended):
+        fields[TAIL_FIELD] = []
+        return fields
     tail: Documents = list(stored.get(TAIL_FIELD) or [])
-    if not (tail and tail[-1]["seq"] == previous_count):
+    if len(before) == previous_count:
+        tail = before  # the head held everything until now
+    elif not (tail and tail[-1]["seq"] == previous_count):
         tail = []
     tail_sizes = [_size(doc) for doc in tail] + sizes
     tail += appended
-    total = sum(tail_sizes)
     start = max(0, len(tail) - WINDOW_MESSAGES)
-    total -= sum(tail_sizes[:start])
+    total = sum(tail_sizes[start:])
     while start < len(tail) and total > WINDOW_BYTES:
         total -= tail_sizes[start]
         start += 1

@@ -30,14 +30,15 @@ def longest_fitting(docs: list[dict[str, Any]]) -> int:
 
 async def windows_agree(db: Database, session_id: str) -> dict[str, Any]:
     """Assert that the stored windows of `session_id` hold the stored messages they cover,
-    as many as the limits allow (the head from seq 1, the tail up to the count); the
-    session's document."""
-    doc = await db.sessions.find_one({"_id": session_id})
+    as many as the limits allow (the head from seq 1; the tail up to the count, once the
+    head does not hold them all); the session's document."""
+    doc: dict[str, Any] | None = await db.sessions.find_one({"_id": session_id})
     assert doc is not None
     stored = await to_list(db.messages.find({"session_id": session_id}).sort("seq", ASCENDING))
     count = doc["message_count"]
     assert [m["seq"] for m in stored] == list(range(1, count + 1))
-    assert doc.get(HEAD_FIELD, []) == stored[: longest_fitting(stored)]
-    in_tail = longest_fitting(stored[::-1])
+    in_head = longest_fitting(stored)
+    assert doc.get(HEAD_FIELD, []) == stored[:in_head]
+    in_tail = 0 if in_head == count else longest_fitting(stored[::-1])
     assert doc.get(TAIL_FIELD, []) == (stored[count - in_tail :] if in_tail else [])
     return doc
