@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+from bson.codec_options import CodecOptions
 from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import DuplicateKeyError
 
@@ -106,6 +107,14 @@ class SessionStore:
     def planner(self) -> Planner:
         """The database's planner, which chooses the shape of the list queries."""
         return self._db.planner
+
+    def _codec(self, windows: bool) -> CodecOptions[dict[str, Any]] | None:
+        """What the message windows of the sessions read are decoded with, when wanted: the
+        messages collection's codec options, as a read of the messages would use."""
+        if not windows:
+            return None
+        codec: CodecOptions[dict[str, Any]] = self._db.messages.codec_options
+        return codec
 
     async def create(
         self,
@@ -229,8 +238,9 @@ class SessionStore:
             {"_id": {"$in": session_ids}, "org_id": org_id}, fields(windows)
         )
         now = utc_now()
+        codec = self._codec(windows)
         return {
-            doc["_id"]: session_from_document(doc, now, windows=windows)
+            doc["_id"]: session_from_document(doc, now, windows=codec)
             for doc in await to_list(cursor)
         }
 
@@ -278,7 +288,8 @@ class SessionStore:
         docs = docs[:limit]
         if backward:
             docs.reverse()
-        items = [session_from_document(doc, now, windows=windows) for doc in docs]
+        codec = self._codec(windows)
+        items = [session_from_document(doc, now, windows=codec) for doc in docs]
         if backward:
             return Page(items, has_next=before is not None, has_previous=more)
         return Page(items, has_next=more, has_previous=after is not None)

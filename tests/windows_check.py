@@ -10,7 +10,7 @@ from pymongo import ASCENDING
 
 from storage import Database, NewMessage
 from storage.database import to_list
-from storage.message_windows import HEAD_FIELD, TAIL_FIELD, WINDOW_BYTES, WINDOW_MESSAGES
+from storage.message_windows import WINDOW_BYTES, WINDOW_MESSAGES, stored_windows
 
 
 def sized_message(content_size: int, n: int) -> NewMessage:
@@ -37,8 +37,9 @@ async def windows_agree(db: Database, session_id: str) -> dict[str, Any]:
     stored = await to_list(db.messages.find({"session_id": session_id}).sort("seq", ASCENDING))
     count = doc["message_count"]
     assert [m["seq"] for m in stored] == list(range(1, count + 1))
+    head, tail = stored_windows(doc, db.messages.codec_options)
     in_head = longest_fitting(stored)
-    assert doc.get(HEAD_FIELD, []) == stored[:in_head]
+    assert head == stored[:in_head]
     in_tail = 0 if in_head == count else longest_fitting(stored[::-1])
-    assert doc.get(TAIL_FIELD, []) == (stored[count - in_tail :] if in_tail else [])
+    assert tail == (stored[count - in_tail :] if in_tail else [])
     return doc
