@@ -94,7 +94,8 @@ class MessageStore:
             await self._db.messages.insert_many(docs, session=session)
             if session is None:
                 # Without a transaction the windows follow the messages they hold, and only
-                # while no later append has moved the count (`take_windows` checks it).
+                # while no later append has moved the count (`MessageWindows.covering` checks
+                # that a window agrees with it).
                 key = {"_id": session_id, "org_id": org_id, "message_count": doc["message_count"]}
                 await self._db.sessions.update_one(key, {"$set": doc.pop(WINDOWS_SET)})
             drop_windows(doc)
