@@ -31,6 +31,8 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
 
+from schema.plans import PLAN_EVENTS, PlanRun, plan_for
+
 Leaf = Callable[[Any], Any]
 """Reads one leaf off a source object: its serialised value, or `NOT_PLAIN`."""
 
@@ -145,3 +147,41 @@ async def _merged_later(
     order: dict[str, Any], answered: dict[str, Any], others: Awaitable[dict[str, Any]]
 ) -> dict[str, Any]:
     return _merged(order, answered, await others)
+
+
+class PlannedExecutionContext(LeafFirstExecutionContext):
+    """The served execution context: a query whose document has a compiled plan
+    (`schema/plans.py`) is answered by the plan; when the plan meets anything it does not
+    answer exactly as graphql-core would, or the document has no plan, the operation runs
+    the normal way from the start."""
+
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        plan = None
+        if (
+            not serially
+            and self.abort_signal is None
+            and self.hooks is None
+            and not (self.middleware_manager and self.middleware_manager.middlewares)
+        ):
+            plan = plan_for(self)
+        if plan is None:
+            return super().execute_operation(serially)
+        try:
+            data = PlanRun(self).select(plan.root, self.root_value, None)
+        except Exception:
+            PLAN_EVENTS["abandoned"] += 1
+            return super().execute_operation(serially)
+        if not self.is_awaitable(data):
+            PLAN_EVENTS["answered"] += 1
+            return self.build_response(data)
+        return self._settle(data, serially)
+
+    async def _settle(self, data: Awaitable[dict[str, Any]], serially: bool | None) -> Any:
+        try:
+            settled = await data
+        except Exception:
+            PLAN_EVENTS["abandoned"] += 1
+            result = super().execute_operation(serially)
+            return await result if self.is_awaitable(result) else result
+        PLAN_EVENTS["answered"] += 1
+        return self.build_response(settled)
