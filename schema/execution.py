@@ -31,6 +31,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
 
+from resolvers.context import Context
 from schema.plans import PLAN_EVENTS, PlanRun, plan_for
 
 Leaf = Callable[[Any], Any]
@@ -169,8 +170,7 @@ class PlannedExecutionContext(LeafFirstExecutionContext):
         try:
             data = PlanRun(self).select(plan.root, self.root_value, None)
         except Exception:
-            PLAN_EVENTS["abandoned"] += 1
-            return super().execute_operation(serially)
+            return self._abandoned(serially)
         if not self.is_awaitable(data):
             PLAN_EVENTS["answered"] += 1
             return self.build_response(data)
@@ -180,8 +180,17 @@ class PlannedExecutionContext(LeafFirstExecutionContext):
         try:
             settled = await data
         except Exception:
-            PLAN_EVENTS["abandoned"] += 1
-            result = super().execute_operation(serially)
+            result = self._abandoned(serially)
             return await result if self.is_awaitable(result) else result
         PLAN_EVENTS["answered"] += 1
         return self.build_response(settled)
+
+    def _abandoned(self, serially: bool | None) -> Any:
+        """The normal execution, as if the plan had not run. The request's DataLoaders are
+        made anew: with the plan's reads cached, async fields finish in another order, and
+        where a null propagates from a non-null field graphql-core cancels the siblings
+        still running, so it would report another set of errors than a first run does."""
+        PLAN_EVENTS["abandoned"] += 1
+        if isinstance(self.context_value, Context):
+            self.context_value.fresh_loaders()
+        return super().execute_operation(serially)
