@@ -1,13 +1,28 @@
-"""Execution that answers plain attribute leaves itself and leaves the other fields to graphql-core.
+"""Execution contexts: compiled plans for queries, and plain leaves answered directly.
 
-Most fields of a read are leaves read straight off an object (`id`, `seq`, `content`):
-Strawberry resolves them with `getattr` and no `Info`, yet graphql-core still builds a path,
-a resolve info and a completion chain for each. `LeafFirstExecutionContext` reads and
-serialises those leaves itself and hands the rest of the selection (objects, lists, fields
-with arguments or resolvers) to graphql-core. A leaf it cannot answer plainly (a null in a
-non-null position, a value its scalar or enum refuses, a missing attribute) goes the normal
-way too, so errors and their paths are graphql-core's own. tests/test_execution.py runs
-generated documents through both and compares the results.
+`PlannedExecutionContext` (the served one) answers a query from the plan compiled once for
+its document (`schema/plans.py`): the response dict is built directly, without graphql-core's
+per-field machinery. Whatever the plan does not answer exactly as graphql-core would (an
+error, a null in a non-null position, a value a scalar refuses, an unknown runtime type)
+abandons it, and the operation runs the normal way from the start. Mutations, subscriptions
+and documents the compiler does not support always run the normal way.
+
+On the normal path, most fields of a read are leaves read straight off an object (`id`,
+`seq`, `content`): Strawberry resolves them with `getattr` and no `Info`, yet graphql-core
+still builds a path, a resolve info and a completion chain for each.
+`LeafFirstExecutionContext` reads and serialises those leaves itself and hands the rest of
+the selection (objects, lists, fields with arguments or resolvers) to graphql-core. A leaf
+it cannot answer plainly (a null in a non-null position, a value its scalar or enum refuses,
+a missing attribute) goes the normal way too, so errors and their paths are graphql-core's
+own. tests/test_execution.py runs generated documents through both and compares the results.
+
+Recorded risks (graphql-core is pinned `>=3.3,<3.4`; its executor's methods other than
+`build` and `execute_operation` are marked private): the methods overridden here are
+`Executor.execute_operation` (documented, public) and `Executor.execute_fields` (private);
+the plans call `build_resolve_info` (private, overridden by Strawberry), `build_response`
+(private) and the field collection of `graphql.execution.collect_fields` (a module with an
+`__all__`, not re-exported by `graphql.execution`). tests/test_execution.py must stay green
+on any upgrade.
 """
 
 from __future__ import annotations

@@ -26,13 +26,16 @@ import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from inspect import iscoroutine
-from typing import Any
+from typing import Any, cast
 
 from graphql import (
     FieldNode,
     GraphQLAbstractType,
+    GraphQLBoolean,
     GraphQLEnumType,
     GraphQLField,
+    GraphQLID,
+    GraphQLInt,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
@@ -40,6 +43,7 @@ from graphql import (
     GraphQLResolveInfo,
     GraphQLScalarType,
     GraphQLSchema,
+    GraphQLString,
     ListValueNode,
     ObjectValueNode,
     OperationDefinitionNode,
@@ -107,7 +111,17 @@ class Completion:
 class FieldPlan:
     """One response key of a selection: how its value is produced and completed."""
 
-    __slots__ = ("args", "attribute", "completion", "field", "key", "kind", "node", "nodes")
+    __slots__ = (
+        "args",
+        "attribute",
+        "completion",
+        "exact",
+        "field",
+        "key",
+        "kind",
+        "node",
+        "nodes",
+    )
 
     TYPENAME, LEAF, ATTRIBUTE, RESOLVER = range(4)
 
@@ -122,6 +136,9 @@ class FieldPlan:
         self.args: dict[str, Any] | None = None
         """The coerced arguments when they are literals; None when they use variables."""
         self.completion = Completion(Completion.LEAF, False)
+        self.exact: type | None = None
+        """For String, ID, Int and Boolean leaves: the Python type that their
+        `coerce_output_value` returns unchanged (an int only within 32 bits)."""
 
 
 class Selection:
@@ -228,6 +245,7 @@ def _selection(
             plan.attribute = attribute
             leaf = plan.completion.kind == Completion.LEAF
             plan.kind = FieldPlan.LEAF if leaf else FieldPlan.ATTRIBUTE
+            plan.exact = _EXACT.get(_named(field.type)) if leaf else None
         elif not any(_uses_variables(argument.value) for argument in plan.node.arguments or ()):
             plan.args = get_argument_values(field, plan.node, executor.variable_values)
     return selection
@@ -274,6 +292,20 @@ def _sub_selection(
         details,
     )
     return _selection(executor, type_, grouped)
+
+
+_EXACT: dict[Any, type] = {
+    GraphQLString: str,
+    GraphQLID: str,
+    GraphQLInt: int,
+    GraphQLBoolean: bool,
+}
+"""graphql-core's own scalars, and the type each serialises as itself."""
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
+
+
+def _named(type_: GraphQLOutputType) -> Any:
+    return type_.of_type if isinstance(type_, GraphQLNonNull) else type_
 
 
 def _plain_attribute(field: GraphQLField) -> str | None:
@@ -458,11 +490,14 @@ class PlanRun:
 
 def _leaf(plan: FieldPlan, source: Any) -> Any:
     """A plain attribute's scalar or enum value, serialised (no path, no resolve info)."""
-    value = getattr(source, plan.attribute, Undefined)
+    value: Any = getattr(source, plan.attribute, Undefined)
     if value is None:
         if plan.completion.non_null:
             raise Abandoned
         return None
+    exact = plan.exact
+    if type(value) is exact and (exact is not int or _INT_MIN <= cast(int, value) <= _INT_MAX):
+        return value
     if value is Undefined or isinstance(value, Exception):
         raise Abandoned
     serialized = plan.completion.serialize(value)
