@@ -134,7 +134,7 @@ class FieldPlan:
         self.attribute = ""
         """The attribute read in place of the resolver (LEAF, ATTRIBUTE)."""
         self.args: dict[str, Any] | None = None
-        """The coerced arguments when they are literals; None when they use variables."""
+        """The coerced arguments when they are literal scalars; None: coerced per request."""
         self.completion = Completion(Completion.LEAF, False)
         self.exact: type | None = None
         """For String, ID, Int and Boolean leaves: the Python type that their
@@ -247,7 +247,10 @@ def _selection(
             plan.kind = FieldPlan.LEAF if leaf else FieldPlan.ATTRIBUTE
             plan.exact = _EXACT.get(_named(field.type)) if leaf else None
         elif not any(_uses_variables(argument.value) for argument in plan.node.arguments or ()):
-            plan.args = get_argument_values(field, plan.node, executor.variable_values)
+            args = get_argument_values(field, plan.node, executor.variable_values)
+            # Kept for every request only when no resolver could change them in place.
+            if all(not isinstance(value, list | dict) for value in args.values()):
+                plan.args = args
     return selection
 
 

@@ -34,6 +34,7 @@ from strawberry.extensions import (
     SchemaExtension,
     ValidationCache,
 )
+from strawberry.scalars import JSON
 from strawberry.schema.config import StrawberryConfig
 
 from resolvers.context import Context
@@ -439,6 +440,12 @@ class PlanQuery:
         return ValueError("returned, not raised")  # type: ignore[return-value]
 
     @strawberry.field
+    def counted(self, data: JSON) -> JSON:
+        values: dict[str, Any] = data  # type: ignore[assignment]
+        values["n"] = values.get("n", 0) + 1  # changes its argument in place
+        return data
+
+    @strawberry.field
     def shade(self, light: bool) -> Shade:
         return Shade.LIGHT if light else "grey"  # type: ignore[return-value]
 
@@ -567,3 +574,13 @@ async def test_the_listings_messages_are_loaded_in_one_batch_by_a_plan(
     assert len(result.data["sessions"]["nodes"]) > 1
     assert (PLAN_EVENTS - before)["answered"] == 1
     assert batches == [len(result.data["sessions"]["nodes"])]
+
+
+async def test_literal_arguments_a_resolver_could_change_are_not_shared_by_requests() -> None:
+    schema = _planned_schema(PlannedExecutionContext)
+    before = PLAN_EVENTS.copy()
+
+    results = [await schema.execute("{ counted(data: {a: 1}) }") for _ in range(3)]
+
+    assert [result.data for result in results] == [{"counted": {"a": 1, "n": 1}}] * 3
+    assert PLAN_EVENTS - before == {"compiled": 1, "answered": 3}
