@@ -8,7 +8,8 @@ several configurations and bench/baseline.py's app, all on that database, runs t
 lifespans, and sends each the same POST /graphql bodies one at a time as ASGI calls (the
 scope uvicorn would give, the body in one message), checking every answer is 200 with the
 same `data` as the baseline's. Reported: CPU microseconds per request (`time.process_time`,
-this process only: the database is another process), median of --repeats rounds of --count
+this process only: the database is another process; under uvloop, as the servers run),
+median of --repeats rounds of --count
 requests, the configurations taking turns every 20 requests; and each one's ratio to the
 baseline and to `sessiongraph` (bench.http's settings) of the same run (the median of
 the rounds' ratios).
@@ -17,11 +18,18 @@ Configurations:
   baseline                   bench/baseline.py's Starlette app (the same commands, orjson)
   sessiongraph               as bench.http serves it: rate limiting off, metrics on
   metrics off                SESSIONGRAPH_METRICS=false: no metrics, no command listener
+  no command listener        metrics on, but the database client without the listener
+                             that counts failed commands
   rate limit, key            rate limiting on (both limits, high enough never to refuse),
                              with the API key
   rate limit, token          the same, with an access token of that key
   proxy headers              sessiongraph behind uvicorn's proxy-headers layer (which
                              uvicorn puts in front of every app, the baseline's too)
+  sessiongraph, no HTTP      `Schema.execute` with the context the view makes: GraphQL
+                             execution, the DataLoaders and the commands, no HTTP path
+  baseline, no HTTP          the baseline's reads and its `data`, no HTTP path
+So "sessiongraph" minus "sessiongraph, no HTTP" is sessiongraph's HTTP path (middleware,
+view, authentication, JSON, response), and likewise for the baseline.
 
     python -m bench.asgi                         # SessionMessages and SessionById
     python -m bench.asgi --operations SessionMessages --count 1000 --repeats 5
@@ -34,11 +42,14 @@ import asyncio
 import gc
 import statistics
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import orjson
+import uvloop
+from pymongo import AsyncMongoClient, monitoring
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
@@ -46,11 +57,13 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from bench import baseline
 from bench.harness import bench, print_table, write_result
 from bench.http import DOCUMENTS, NO_RATE_LIMIT, _body, seed
-from sessiongraph.app import create_app
+from sessiongraph.app import Parts, build_schema, create_app
 from sessiongraph.settings import Settings
+from storage.database import planner_of
 
 OPERATIONS = ("SessionMessages", "SessionById")
 TOKEN_SECRET = "bench-asgi-token-secret-of-at-least-32-characters"
+NO_LIMIT = {"rate_limit_per_second": float(NO_RATE_LIMIT["SESSIONGRAPH_RATE_LIMIT_PER_SECOND"])}
 HIGH_LIMITS = {
     "rate_limit_per_second": 1e6,
     "rate_limit_burst": 10**6,
@@ -60,6 +73,22 @@ HIGH_LIMITS = {
 CHUNK = 20
 """Requests an app answers before the next takes its turn."""
 MINT = "mutation Mint { createAccessToken(input: {ttlSeconds: 3600}) { token } }"
+
+
+class Direct:
+    """The same operations without HTTP: what a server does for a request apart from its
+    HTTP path (`answer`, given the body's operation, returns its `data`)."""
+
+    def __init__(self, answer: Callable[[dict[str, Any]], Awaitable[Any]]) -> None:
+        self.answer = answer
+        self._bodies: dict[bytes, dict[str, Any]] = {}
+
+    async def post(self, body: bytes) -> tuple[int, bytes]:
+        fields = self._bodies.get(body)
+        if fields is None:  # parsed once: JSON is the HTTP path's
+            fields = self._bodies[body] = orjson.loads(body)
+        data = await self.answer(fields)
+        return (200 if data is not None else 500), orjson.dumps({"data": data})
 
 
 class InProcess:
@@ -119,7 +148,7 @@ async def running(app: Starlette, authorization: str) -> AsyncIterator[InProcess
         yield InProcess(app, dict(state or {}), authorization)
 
 
-def sessiongraph_app(b: Any, **settings: Any) -> Starlette:
+def sessiongraph_app_settings(b: Any, **settings: Any) -> Settings:
     values: dict[str, Any] = {
         "mongodb_uri": b.uri,
         "db_name": b.db_name,
@@ -127,7 +156,24 @@ def sessiongraph_app(b: Any, **settings: Any) -> Starlette:
         "token_secret": TOKEN_SECRET,
         **settings,
     }
-    return create_app(Settings(**values))
+    return Settings(**values)
+
+
+def sessiongraph_app(b: Any, **settings: Any) -> Starlette:
+    return create_app(sessiongraph_app_settings(b, **settings))
+
+
+class _NoCommandListeners(Parts):
+    def command_listeners(self) -> list[monitoring.CommandListener]:
+        return []
+
+
+def without_command_listeners(app: Starlette) -> Starlette:
+    """`app` with its metrics, but its database client without command listeners (so
+    failed commands are not counted): what the listener costs, measured."""
+    parts: Parts = app.state.parts
+    app.state.parts = _NoCommandListeners(parts.settings, parts.live, parts.metrics, None)
+    return app
 
 
 async def main() -> None:
@@ -139,7 +185,6 @@ async def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="rounds; median kept (5)")
     parser.add_argument("--rotate", type=int, default=50, help="session ids cycled")
     args = parser.parse_args()
-    no_limit = {"rate_limit_per_second": float(NO_RATE_LIMIT["SESSIONGRAPH_RATE_LIMIT_PER_SECOND"])}
 
     async with bench() as b, AsyncExitStack() as stack:
         async with b.server(**NO_RATE_LIMIT) as server:
@@ -152,25 +197,26 @@ async def main() -> None:
         # Limits on, high enough that no round is refused (the defaults, 250 requests/s
         # per key, would refuse a round run faster): the work per request is the same.
         limited = await stack.enter_async_context(running(sessiongraph_app(b, **HIGH_LIMITS), key))
-        apps: dict[str, InProcess] = {
+        served = await stack.enter_async_context(running(sessiongraph_app(b, **NO_LIMIT), key))
+        apps: dict[str, InProcess | Direct] = {
             "baseline": await stack.enter_async_context(
                 running(baseline.create_app(b.uri, b.db_name, 5.0), key)
             ),
-            "sessiongraph": await stack.enter_async_context(
-                running(sessiongraph_app(b, **no_limit), key)
-            ),
+            "sessiongraph": served,
             "metrics off": await stack.enter_async_context(
-                running(sessiongraph_app(b, metrics=False, **no_limit), key)
+                running(sessiongraph_app(b, metrics=False, **NO_LIMIT), key)
+            ),
+            "no command listener": await stack.enter_async_context(
+                running(without_command_listeners(sessiongraph_app(b, **NO_LIMIT)), key)
             ),
             "rate limit, key": limited,
             "rate limit, token": InProcess(limited.app, limited.state, token),
         }
-        proxied = apps["sessiongraph"]
-        apps["proxy headers"] = InProcess(
-            ProxyHeadersMiddleware(proxied.app, trusted_hosts="127.0.0.1"),
-            proxied.state,
-            key,
-        )
+        apps["sessiongraph, no HTTP"] = await executed(b, served, key)
+        apps["baseline, no HTTP"] = await stack.enter_async_context(baseline_reads(b))
+        # uvicorn's own types for ASGI apps are not Starlette's; the app is the same.
+        proxied: Any = ProxyHeadersMiddleware(served.app, trusted_hosts="127.0.0.1")  # type: ignore[arg-type]
+        apps["proxy headers"] = InProcess(proxied, served.state, key)
         results: dict[str, dict[str, Any]] = {}
         for operation in args.operations:
             document = DOCUMENTS[operation]
@@ -183,7 +229,49 @@ async def main() -> None:
     report(results, args)
 
 
-async def same_data(apps: dict[str, InProcess], body: bytes) -> None:
+async def executed(b: Any, served: InProcess, authorization: str) -> Direct:
+    """`Schema.execute` of the operation, as the app's view runs it (the schema the app
+    builds, the context of its services for the key's caller), without HTTP."""
+    settings = sessiongraph_app_settings(b, **NO_LIMIT)
+    services = served.state["services"]
+    caller = await services.verifier.caller_of(authorization.removeprefix("Bearer "))
+    assert caller is not None
+    parts = served.app.state.parts  # type: ignore[attr-defined]
+    schema = build_schema(settings, parts.metrics, None)
+
+    async def answer(fields: dict[str, Any]) -> Any:
+        result = await schema.execute(
+            fields["query"],
+            fields.get("variables"),
+            services.context(caller, uuid.uuid4().hex),
+            operation_name=fields.get("operationName"),
+        )
+        return None if result.errors else result.data
+
+    return Direct(answer)
+
+
+@asynccontextmanager
+async def baseline_reads(b: Any) -> AsyncIterator[Direct]:
+    """bench/baseline.py's reads of the operation, without HTTP (and its key check)."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        b.uri, tz_aware=True, uuidRepresentation="standard"
+    )
+    try:
+        planner = planner_of(await client.admin.command("buildInfo"))
+        reads = baseline.Reads(client.get_database(b.db_name), planner)
+        org_id = (await reads.keys.find_one({}, {"org_id": 1}))["org_id"]
+
+        async def answer(fields: dict[str, Any]) -> Any:
+            variables = fields.get("variables") or {}
+            return await baseline.answer(reads, org_id, fields.get("operationName"), variables)
+
+        yield Direct(answer)
+    finally:
+        await client.close()
+
+
+async def same_data(apps: dict[str, InProcess | Direct], body: bytes) -> None:
     """Every app answers `body` with 200 and the baseline's `data`."""
     expected = None
     for name, app in apps.items():
@@ -197,7 +285,7 @@ async def same_data(apps: dict[str, InProcess], body: bytes) -> None:
 
 
 async def measure(
-    apps: dict[str, InProcess], bodies: list[bytes], count: int, repeats: int
+    apps: dict[str, InProcess | Direct], bodies: list[bytes], count: int, repeats: int
 ) -> dict[str, Any]:
     """CPU µs per request of each app: rounds of `count` requests each, the apps taking
     turns every CHUNK requests so that the machine's changing load falls on all alike."""
@@ -233,7 +321,7 @@ async def measure(
     }
 
 
-async def post_ok(app: InProcess, body: bytes) -> None:
+async def post_ok(app: InProcess | Direct, body: bytes) -> None:
     status, answer = await app.post(body)
     if status != 200:
         raise SystemExit(f"answered {status}: {answer[:300]!r}")
@@ -246,7 +334,8 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
             f"{args.count})",
             ["µs/req", "÷ baseline", "÷ sessiongraph", "rounds", "app"],
             [
-                [r["cpu_us_per_request"], r["per_baseline"], r["per_sessiongraph"],
+                [r["cpu_us_per_request"], f"{r['per_baseline']:.3f}",
+                 f"{r['per_sessiongraph']:.3f}",
                  " ".join(f"{v:.0f}" for v in r["rounds"]), name]
                 for name, r in rows.items()
             ],
@@ -262,4 +351,6 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    # The servers' loop: uvicorn's default ("auto") runs uvloop, which uvicorn[standard]
+    # installs.
+    uvloop.run(main())
