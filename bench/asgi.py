@@ -226,7 +226,8 @@ async def main() -> None:
                 bodies = [_body(document, operation, first=20).encode()]
             await same_data(apps, bodies[0])
             results[operation] = await measure(apps, bodies, args.count, args.repeats)
-    report(results, args)
+        # Before the database is dropped and stopped, which can fail after a long run.
+        report(results, args)
 
 
 async def executed(b: Any, served: InProcess, authorization: str) -> Direct:

@@ -234,7 +234,7 @@ async def test_a_tampered_copy_of_a_token_in_use_gets_401(server: str, api: ApiC
     token = (await mint(api))["token"]
     async with ApiClient(server, token) as client:
         assert (await client.post(LIST_IDS)).status_code == 200
-    header, payload, signature = token.removeprefix(TOKEN_PREFIX).split(".")
+    header, _, signature = token.removeprefix(TOKEN_PREFIX).split(".")
     claims = jwt.decode(token.removeprefix(TOKEN_PREFIX), options={"verify_signature": False})
     widened = jwt.encode({**claims, "ro": False}, "x" * 32, algorithm="HS256").split(".")[1]
     await unauthenticated(server, f"{TOKEN_PREFIX}{header}.{widened}.{signature}")
