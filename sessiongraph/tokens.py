@@ -23,9 +23,11 @@ ACCESS_TOKEN_PARAMETER = "access_token"
 ALGORITHM = "HS256"
 MIN_SECRET_LENGTH = 32
 REQUIRED_CLAIMS = ("org", "kid", "ro", "exp", "iat", "jti")
-VERIFIED_TOKENS = 10_000
+VERIFIED_TOKENS = 1_000
 """Verified tokens remembered (least recently used forgotten first): a request with a token
-is checked by the rate limit and by authentication, and a client sends one token many times."""
+is checked by the rate limit and by authentication, and a client sends one token many times.
+At most ~10 MB even if every one is scoped to 100 sessions; beyond it tokens are verified
+each time, as before."""
 
 
 @dataclass(frozen=True, slots=True)
