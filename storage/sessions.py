@@ -43,6 +43,7 @@ from storage.session_filters import (
     scannable,
     served_as_it_stands,
     served_part,
+    windowed,
 )
 
 Documents = list[dict[str, Any]]
@@ -278,7 +279,8 @@ class SessionStore:
         in queries a "simple" planner serves from an index (see docs/performance.md).
 
         The keyset's `$or` becomes two queries: the ties at `start`'s time, then the times
-        strictly beyond it. Unfiltered, the times beyond are read in windows that grow
+        strictly beyond it. Unfiltered or filtered by status alone (`windowed`; a status holds
+        much of an organization), the times beyond are read in windows that grow
         from `start` (or now) until the page is full, sized by the density of the windows
         read before (`next_span`), because that planner reads every
         document of an index range before it sorts and limits: a window holding the page
@@ -286,34 +288,32 @@ class SessionStore:
         """
         direction = DESCENDING if descending else ASCENDING
         sort = [(order_by, direction), ("_id", direction)]
+        past = "$lt" if descending else "$gt"
 
-        async def page(match: dict[str, Any], n: int) -> Documents:
+        async def page(match: dict[str, Any], n: int, beyond: str | None = None) -> Documents:
+            """Up to `n` documents matching `match` (and, given `beyond`, ids past it), one
+            index-served query (or two, ids first) per branch of its `$or`."""
             branches = disjoint_branches(match) or [match]
             docs: Documents = []
             for branch in branches:
+                if beyond is not None:
+                    branch = await self._beyond(branch, beyond, descending)
                 served = await self._served(branch)
+                if served.get("_id") == {"$in": []}:
+                    continue  # its ids-first read found none: nothing to ask for
                 cursor = self._db.sessions.find(served, PUBLIC_FIELDS).sort(sort).limit(n)
                 docs += await to_list(cursor)
             if len(branches) > 1:
                 docs.sort(key=lambda doc: (doc[order_by], doc["_id"]), reverse=descending)
             return docs[:n]
 
-        past = "$lt" if descending else "$gt"
         found: Documents = []
         if start is not None:
-            ties = {**base, order_by: start.at}
-            candidates = await self._candidates(ties)
-            if candidates is None:
-                ties["_id"] = {past: start.id}
-            else:
-                after_start = [
-                    i for i in candidates if (i < start.id if descending else i > start.id)
-                ]
-                ties = {"_id": {"$in": after_start}, **ties}
-            found = await page(ties, wanted)
+            found = await page({**base, order_by: start.at}, wanted, beyond=start.id)
         edge = None if start is None else start.at
-        if list(base) != ["org_id"] or (edge is None and not descending):
-            # Filtered, or oldest first from the very start: one query over the range.
+        if not windowed(base) or (edge is None and not descending):
+            # Filtered by more than a status, or oldest first from the very start: one query
+            # over the range.
             rest: dict[str, Any] = {}
             if edge is not None:
                 rest[order_by] = descending_key_bounds({past: edge})
@@ -348,6 +348,16 @@ class SessionStore:
             edge = far
             span = next_span(span, len(got), measured, measured_found, wanted - len(found))
         return found
+
+    async def _beyond(self, match: dict[str, Any], beyond: str, descending: bool) -> dict[str, Any]:
+        """`match` (one time: the ties at a cursor) narrowed to the ids past `beyond` in
+        `descending` order, in a shape a "simple" planner serves from an index: an `_id`
+        range when `match` is served as it stands, else the candidates' ids past it."""
+        candidates = await self._candidates(match)
+        if candidates is None:
+            return {**match, "_id": {"$lt" if descending else "$gt": beyond}}
+        later = [i for i in candidates if (i < beyond if descending else i > beyond)]
+        return {"_id": {"$in": later}, **match}
 
     async def _candidates(self, match: dict[str, Any]) -> SessionIds | None:
         """On a "simple" planner, when it would read the whole organization for `match`

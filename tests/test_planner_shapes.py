@@ -343,12 +343,17 @@ async def test_the_simple_shape_reads_ids_first_only_when_its_planner_cannot_ser
     )
     org_id = f"org-{uuid.uuid4().hex[:10]}"
     store = SessionStore(db)
+    await store.create(org_id, session_record(name="even"), [])
     try:
+        recorder.commands.clear()
         await store.list(org_id, SessionQuery(name="even"), first=5)
         served = session_finds(recorder)
         recorder.commands.clear()
         await store.list(org_id, SessionQuery(name="even", status="active"), first=5)
         narrowed = session_finds(recorder)
+        recorder.commands.clear()
+        await store.list(org_id, SessionQuery(name="odd", status="active"), first=5)
+        none_found = session_finds(recorder)
     finally:
         await db.close()
 
@@ -358,6 +363,8 @@ async def test_the_simple_shape_reads_ids_first_only_when_its_planner_cannot_ser
     # whole filter led by those ids.
     assert narrowed[0] == {"org_id": org_id, "name": "even"}
     assert list(narrowed[1]) == ["_id", "org_id", "status", "expires_at", "name"]
+    # Ids first that find none: nothing more is asked.
+    assert none_found == [{"org_id": org_id, "name": "odd"}]
 
 
 @pytest.mark.parametrize("order_by", ["created_at", "updated_at"])
