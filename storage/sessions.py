@@ -158,7 +158,8 @@ class SessionStore:
                 await self._db.sessions.insert_one(doc, session=session)
                 if message_docs:
                     await self._db.messages.insert_many(message_docs, session=session)
-                await self._counter.add(org_id, 1, session)
+                completed = int(doc["status"] == "completed")
+                await self._counter.add(org_id, 1, session, completed=completed)
             except BaseException:
                 if key_doc is not None and session is None:
                     # Without a transaction nothing else frees the key for a retry.
@@ -390,10 +391,16 @@ class SessionStore:
 
     async def count(self, org_id: str, query: SessionQuery) -> int:
         """How many sessions match `query`: the organization's counter when `query` filters
-        nothing and counters are kept (storage/session_counts.py), else counted by query."""
-        match = query_filter(org_id, query, utc_now())
+        nothing or a status alone and counters are kept (storage/session_counts.py), else
+        counted by query."""
+        now = utc_now()
+        match = query_filter(org_id, query, now)
         if list(match) == ["org_id"] and self._counter.kept:
             return await self._counter.total(org_id)
+        if self._counter.kept and query.status is not None and windowed(match):
+            counted = await self._counter.by_status(org_id, query.status, now)
+            if counted is not None:
+                return counted
         branches = [match]
         if self._db.planner == "simple":
             branches = disjoint_branches(match) or branches
@@ -438,13 +445,26 @@ class SessionStore:
                 fields.setdefault("status", "active")
                 update["$unset"] = {"completed_by_expiry": ""}
         mine = {"_id": session_id, "org_id": org_id}
+        # A stored status that may change moves the organization's completed count, in the
+        # write's transaction (storage/session_counts.py).
+        recount = "status" in fields and self._counter.kept
 
         async def write(session: Any) -> dict[str, Any] | None:
-            return await updated(self._db.sessions, mine, update, PUBLIC_FIELDS, session)
+            before = None
+            if recount:
+                before = await self._db.sessions.find_one(mine, {"status": 1}, session=session)
+                if before is None:
+                    return None
+            doc = await updated(self._db.sessions, mine, update, PUBLIC_FIELDS, session)
+            if before is not None and doc is not None and before["status"] != doc["status"]:
+                moved = 1 if doc["status"] == "completed" else -1
+                await self._counter.add(org_id, 0, session, completed=moved)
+            return doc
 
         # The embedded database serves the transaction's update and read from the index, where
-        # its findAndModify scans the collection (see `updated`); MongoDB needs no transaction.
-        if self._db.planner == "simple" and self._db.supports_transactions:
+        # its findAndModify scans the collection (see `updated`); MongoDB needs one only to
+        # move a count.
+        if recount or (self._db.planner == "simple" and self._db.supports_transactions):
             doc = await self._db.in_transaction(write)
         else:
             doc = await write(None)
@@ -483,7 +503,9 @@ class SessionStore:
             doc = await self._take(org_id, session_id, session)
             if doc is None:
                 raise SessionNotFound(session_id)
-            await self._counter.add(org_id, -1, session)
+            await self._counter.add(
+                org_id, -1, session, completed=-int(doc["status"] == "completed")
+            )
             scope = {"session_id": session_id, "org_id": org_id}
             await self._db.deleted_sessions.replace_one(
                 {"_id": session_id},
