@@ -20,7 +20,8 @@ The sum is the organization's count only once every slot is `exact` (`completed_
 sessions stored before counting began (an upgrade, a bulk load) has no slots, or some
 holding only the changes since, until its first count. That first count
 (`SessionCounter.total`, `SessionCounter.by_status`) counts the sessions and writes every
-slot (the counts in one, 0 in the others) in one transaction, so it reads the sessions at the snapshot the slots are
+slot (the counts in one, 0 in the others) in one transaction, so it reads the sessions at
+the snapshot the slots are
 written against. A create or delete that commits after that snapshot has written a slot
 too, and one of the two transactions is refused and retried: the retry sees that change in
 both the count and the slots, so nothing is counted twice or missed, however many processes
@@ -97,9 +98,7 @@ class SessionCounter:
             # answer by query this time; a later read starts the counter.
             return await count_by_query(self._db, org_id, None)
 
-    async def by_status(
-        self, org_id: str, status: SessionStatusValue, now: datetime
-    ) -> int | None:
+    async def by_status(self, org_id: str, status: SessionStatusValue, now: datetime) -> int | None:
         """How many of the organization's sessions read as `status` at `now`: its counter
         (counted first if need be) and the sessions stored as active but past their expiry,
         read at one snapshot. None when conflicting writes kept the first count from

@@ -398,9 +398,9 @@ class SessionStore:
         if list(match) == ["org_id"] and self._counter.kept:
             return await self._counter.total(org_id)
         if self._counter.kept and query.status is not None and windowed(match):
-            counted = await self._counter.by_status(org_id, query.status, now)
-            if counted is not None:
-                return counted
+            kept = await self._counter.by_status(org_id, query.status, now)
+            if kept is not None:
+                return kept
         branches = [match]
         if self._db.planner == "simple":
             branches = disjoint_branches(match) or branches
