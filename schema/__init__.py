@@ -16,7 +16,7 @@ from resolvers.nodes import NODES_MAX
 from resolvers.sessions import SESSIONS_PAGE_DEFAULT
 from schema.cost import CostLimit
 from schema.documents import MAX_TOKENS
-from schema.execution import LeafFirstExecutionContext
+from schema.execution import PlannedExecutionContext
 from schema.guard import Guards, OperationGuard
 from schema.messages import (
     AssistantMessage,
@@ -107,7 +107,7 @@ def create_schema(
         subscription=Subscription,
         types=[SystemMessage, UserMessage, AssistantMessage, ToolMessage, DeveloperMessage],
         extensions=extensions,
-        execution_context_class=LeafFirstExecutionContext,
+        execution_context_class=PlannedExecutionContext,
         config=StrawberryConfig(scalar_map=SCALAR_MAP, disable_field_suggestions=not introspection),
     )
     schema.guards = guards

@@ -1,13 +1,28 @@
-"""Execution that answers plain attribute leaves itself and leaves the other fields to graphql-core.
+"""Execution contexts: compiled plans for queries, and plain leaves answered directly.
 
-Most fields of a read are leaves read straight off an object (`id`, `seq`, `content`):
-Strawberry resolves them with `getattr` and no `Info`, yet graphql-core still builds a path,
-a resolve info and a completion chain for each. `LeafFirstExecutionContext` reads and
-serialises those leaves itself and hands the rest of the selection (objects, lists, fields
-with arguments or resolvers) to graphql-core. A leaf it cannot answer plainly (a null in a
-non-null position, a value its scalar or enum refuses, a missing attribute) goes the normal
-way too, so errors and their paths are graphql-core's own. tests/test_execution.py runs
-generated documents through both and compares the results.
+`PlannedExecutionContext` (the served one) answers a query from the plan compiled once for
+its document (`schema/plans.py`): the response dict is built directly, without graphql-core's
+per-field machinery. Whatever the plan does not answer exactly as graphql-core would (an
+error, a null in a non-null position, a value a scalar refuses, an unknown runtime type)
+abandons it, and the operation runs the normal way from the start. Mutations, subscriptions
+and documents the compiler does not support always run the normal way.
+
+On the normal path, most fields of a read are leaves read straight off an object (`id`,
+`seq`, `content`): Strawberry resolves them with `getattr` and no `Info`, yet graphql-core
+still builds a path, a resolve info and a completion chain for each.
+`LeafFirstExecutionContext` reads and serialises those leaves itself and hands the rest of
+the selection (objects, lists, fields with arguments or resolvers) to graphql-core. A leaf
+it cannot answer plainly (a null in a non-null position, a value its scalar or enum refuses,
+a missing attribute) goes the normal way too, so errors and their paths are graphql-core's
+own. tests/test_execution.py runs generated documents through both and compares the results.
+
+Recorded risks (graphql-core is pinned `>=3.3,<3.4`; its executor's methods other than
+`build` and `execute_operation` are marked private): the methods overridden here are
+`Executor.execute_operation` (documented, public) and `Executor.execute_fields` (private);
+the plans call `build_resolve_info` (private, overridden by Strawberry), `build_response`
+(private) and the field collection of `graphql.execution.collect_fields` (a module with an
+`__all__`, not re-exported by `graphql.execution`). tests/test_execution.py must stay green
+on any upgrade.
 """
 
 from __future__ import annotations
@@ -30,6 +45,9 @@ from graphql.pyutils import Path
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
+
+from resolvers.context import Context
+from schema.plans import PLAN_EVENTS, PlanRun, plan_for
 
 Leaf = Callable[[Any], Any]
 """Reads one leaf off a source object: its serialised value, or `NOT_PLAIN`."""
@@ -145,3 +163,49 @@ async def _merged_later(
     order: dict[str, Any], answered: dict[str, Any], others: Awaitable[dict[str, Any]]
 ) -> dict[str, Any]:
     return _merged(order, answered, await others)
+
+
+class PlannedExecutionContext(LeafFirstExecutionContext):
+    """The served execution context: a query whose document has a compiled plan
+    (`schema/plans.py`) is answered by the plan; when the plan meets anything it does not
+    answer exactly as graphql-core would, or the document has no plan, the operation runs
+    the normal way from the start."""
+
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        plan = None
+        if (
+            not serially
+            and self.abort_signal is None
+            and self.hooks is None
+            and not (self.middleware_manager and self.middleware_manager.middlewares)
+        ):
+            plan = plan_for(self)
+        if plan is None:
+            return super().execute_operation(serially)
+        try:
+            data = PlanRun(self).select(plan.root, self.root_value, None)
+        except Exception:
+            return self._abandoned(serially)
+        if not self.is_awaitable(data):
+            PLAN_EVENTS["answered"] += 1
+            return self.build_response(data)
+        return self._settle(data, serially)
+
+    async def _settle(self, data: Awaitable[dict[str, Any]], serially: bool | None) -> Any:
+        try:
+            settled = await data
+        except Exception:
+            result = self._abandoned(serially)
+            return await result if self.is_awaitable(result) else result
+        PLAN_EVENTS["answered"] += 1
+        return self.build_response(settled)
+
+    def _abandoned(self, serially: bool | None) -> Any:
+        """The normal execution, as if the plan had not run. The request's DataLoaders are
+        made anew: with the plan's reads cached, async fields finish in another order, and
+        where a null propagates from a non-null field graphql-core cancels the siblings
+        still running, so it would report another set of errors than a first run does."""
+        PLAN_EVENTS["abandoned"] += 1
+        if isinstance(self.context_value, Context):
+            self.context_value.fresh_loaders()
+        return super().execute_operation(serially)

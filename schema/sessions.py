@@ -116,25 +116,49 @@ class SessionEdge:
     node: Session = strawberry.field(description="The session.")
 
 
+def _session_edges(root: SessionConnection) -> list[SessionEdge]:
+    cursors = root.cursors()
+    return [SessionEdge(cursor=c, node=n) for c, n in zip(cursors, root.nodes, strict=True)]
+
+
+def _session_page_info(root: SessionConnection) -> PageInfo:
+    return PageInfo.of(root.cursors(), has_next=root.has_next, has_previous=root.has_previous)
+
+
 @strawberry.type(description="A page of sessions.")
 class SessionConnection:
-    edges: list[SessionEdge] = strawberry.field(description="The sessions with their cursors.")
+    # Edges and page info are made only when asked for: most reads select `nodes` alone.
+    edges: list[SessionEdge] = strawberry.field(
+        resolver=_session_edges, description="The sessions with their cursors."
+    )
     nodes: list[Session] = strawberry.field(description="The sessions alone.")
-    page_info: PageInfo = strawberry.field(description="Where this page sits.")
+    page_info: PageInfo = strawberry.field(
+        resolver=_session_page_info, description="Where this page sits."
+    )
     query: strawberry.Private[SessionQuery]
+    order_by: strawberry.Private[OrderFieldValue]
+    has_next: strawberry.Private[bool]
+    has_previous: strawberry.Private[bool]
 
     @classmethod
     def of(
         cls, page: Page[SessionRecord], order_by: OrderFieldValue, query: SessionQuery
     ) -> SessionConnection:
-        nodes = [Session.of(record) for record in page.items]
-        cursors = [session_cursor(order_by, r[order_by], r["id"]) for r in page.items]
         return cls(
-            edges=[SessionEdge(cursor=c, node=n) for c, n in zip(cursors, nodes, strict=True)],
-            nodes=nodes,
-            page_info=PageInfo.of(cursors, has_next=page.has_next, has_previous=page.has_previous),
+            nodes=[Session.of(record) for record in page.items],
             query=query,
+            order_by=order_by,
+            has_next=page.has_next,
+            has_previous=page.has_previous,
         )
+
+    def cursors(self) -> list[str]:
+        """Each node's cursor, in page order."""
+        order_by = self.order_by
+        return [
+            session_cursor(order_by, node.record[order_by], node.record["id"])
+            for node in self.nodes
+        ]
 
     @strawberry.field(description="How many sessions match the filter; counted only when asked.")
     async def total_count(self, info: Info) -> int:
