@@ -279,6 +279,22 @@ class Reads:
         return {"nodes": nodes}
 
 
+async def answer(
+    reads: Reads, org_id: str, operation: str | None, variables: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The `data` of the operation named `operation`; None for one this endpoint does not
+    know."""
+    if operation == "SessionById":
+        return {"session": await reads.session_by_id(org_id, variables["id"])}
+    if operation == "SessionMessages":
+        return {"session": await reads.session_messages(org_id, variables["id"])}
+    if operation == "SessionList":
+        return {"sessions": await reads.session_list(org_id, variables["first"])}
+    if operation == "SessionListing":
+        return {"sessions": await reads.session_listing(org_id, variables["first"])}
+    return None
+
+
 def create_app(uri: str, db_name: str, cache_seconds: float) -> Starlette:
     state: dict[str, Reads] = {}
     verified: dict[str, tuple[str, float]] = {}
@@ -329,18 +345,8 @@ def create_app(uri: str, db_name: str, cache_seconds: float) -> Starlette:
         except ClientDisconnect:  # wrk stopping mid-request at the end of a run
             return Response(status_code=400)
         variables = body.get("variables") or {}
-        operation = body.get("operationName")
-        data: dict[str, Any]
-        reads = state["reads"]
-        if operation == "SessionById":
-            data = {"session": await reads.session_by_id(org_id, variables["id"])}
-        elif operation == "SessionMessages":
-            data = {"session": await reads.session_messages(org_id, variables["id"])}
-        elif operation == "SessionList":
-            data = {"sessions": await reads.session_list(org_id, variables["first"])}
-        elif operation == "SessionListing":
-            data = {"sessions": await reads.session_listing(org_id, variables["first"])}
-        else:
+        data = await answer(state["reads"], org_id, body.get("operationName"), variables)
+        if data is None:
             return Response(b'{"errors":[{"message":"unknown operation"}]}', 400)
         return Response(orjson.dumps({"data": data}), media_type="application/json")
 

@@ -4,9 +4,15 @@ measured in one run at the storage layer, the two variants interleaved round by 
 - An organization's total: `SessionCounter.total` (one counter read) against
   `count_by_query` (the database counts the organization's sessions), on a database seeded
   as `bench.scale` seeds it (10,000 sessions, 100,000 messages, 5 organizations).
+- Its counts by status (`SessionStore.count` with `status` alone): the counter and the
+  expired-but-unswept range in one transaction, against the count by query (a store on a
+  connection without transactions, which keeps no counter).
 - A create (2 messages) and a delete: `SessionStore.create`/`delete` as they are, against
   the same with `SessionCounter.add` replaced by a no-op for the round (what they did before
   the counter, one write fewer in the transaction).
+- A status change (`SessionStore.update` of `status` to completed and back: two updates): as
+  it is, against the same with counters not kept for the round (no read of the old status,
+  no counter write).
 
 Per operation: wall median, and the CPU of this process (the client side of the driver plus
 the store) and of the database (when the run started it).
@@ -27,9 +33,9 @@ from unittest import mock
 
 from bench.harness import bench, cpu_seconds, plain_session, print_table, write_result
 from bench.scale import seed
-from storage import SessionStore
+from storage import SessionQuery, SessionStore
 from storage.database import Database
-from storage.records import NewMessage
+from storage.records import NewMessage, SessionStatusValue
 from storage.session_counts import SessionCounter, count_by_query
 
 ORG = "bench"
@@ -39,10 +45,25 @@ MESSAGES: list[NewMessage] = [
     {"role": "user", "fields": {"content": "again"}},
 ]
 Operation = Callable[[int], Awaitable[Any]]
+STATUSES: tuple[SessionStatusValue, ...] = ("completed", "active")
+Patch = Callable[[], Any] | None
+"""What a variant's rounds run under: None, or a patch that removes the counter's work."""
 
 
-async def noop_add(self: SessionCounter, org_id: str, delta: int, session: Any) -> None:
+async def noop_add(
+    self: SessionCounter, org_id: str, delta: int, session: Any, *, completed: int = 0
+) -> None:
     """`SessionCounter.add` for the rounds without the counter."""
+
+
+def without_counter() -> Any:
+    """For a round: `SessionCounter.add` does nothing (creates and deletes as before it)."""
+    return mock.patch.object(SessionCounter, "add", noop_add)
+
+
+def counters_not_kept() -> Any:
+    """For a round: no counter is kept (a status change as before the completed counts)."""
+    return mock.patch.object(SessionCounter, "kept", property(lambda self: False))
 
 
 class Timings:
@@ -78,7 +99,7 @@ async def run_round(
 
 async def compare(
     name: str,
-    variants: tuple[tuple[str, Operation, bool], tuple[str, Operation, bool]],
+    variants: tuple[tuple[str, Operation, Patch], tuple[str, Operation, Patch]],
     rounds: int,
     per_round: int,
     db_pid: int | None,
@@ -88,9 +109,9 @@ async def compare(
     timings = {label: Timings() for label, _, _ in variants}
     for index in range(rounds):
         order = variants if index % 2 == 0 else variants[::-1]
-        for label, operation, without_counter in order:
-            if without_counter:
-                with mock.patch.object(SessionCounter, "add", noop_add):
+        for label, operation, patch in order:
+            if patch is not None:
+                with patch():
                     await run_round(operation, timings[label], per_round, db_pid)
             else:
                 await run_round(operation, timings[label], per_round, db_pid)
@@ -111,13 +132,28 @@ async def measure(
     rows = await compare(
         f"total of {ORG} ({args.sessions // args.orgs} sessions)",
         (
-            ("counter", lambda _: counter.total(ORG), False),
-            ("count by query", lambda _: count_by_query(db, ORG, None), False),
+            ("counter", lambda _: counter.total(ORG), None),
+            ("count by query", lambda _: count_by_query(db, ORG, None), None),
         ),
         args.rounds,
         args.per_round,
         db_pid,
     )
+    by_query = SessionStore(Database(db.client, db.db.name, supports_transactions=False))
+    for status in ("completed", "active"):
+        query = SessionQuery(status=status)
+        await store.count(ORG, query)  # the first count of the completed part, not timed
+        rows += await compare(
+            f"{status} of {ORG}",
+            (
+                ("counter", lambda _, q=query: store.count(ORG, q), None),
+                ("count by query", lambda _, q=query: by_query.count(ORG, q), None),
+            ),
+            args.rounds,
+            args.per_round,
+            db_pid,
+        )
+        assert await store.count(ORG, query) == await by_query.count(ORG, query)
     created: dict[str, list[str]] = {"counter": [], "no counter": []}
 
     def create(label: str) -> Operation:
@@ -136,11 +172,31 @@ async def measure(
     for name, make in (("create, 2 messages", create), ("delete", delete)):
         rows += await compare(
             name,
-            (("counter", make("counter"), False), ("no counter", make("no counter"), True)),
+            (
+                ("counter", make("counter"), None),
+                ("no counter", make("no counter"), without_counter),
+            ),
             args.rounds,
             args.per_round,
             db_pid,
         )
+    target, _ = await store.create(ORG, NEW, [])
+
+    async def there_and_back(_: int) -> None:
+        # Both ways in one operation, so a round without counters leaves them exact.
+        for status in STATUSES:
+            await store.update(ORG, target["id"], {"status": status})
+
+    rows += await compare(
+        "update status, completed and back",
+        (("counter", there_and_back, None), ("no counter", there_and_back, counters_not_kept)),
+        args.rounds,
+        args.per_round,
+        db_pid,
+    )
+    for status in ("completed", "active"):
+        query = SessionQuery(status=status)
+        assert await store.count(ORG, query) == await by_query.count(ORG, query), "drifted"
     truth = await count_by_query(db, ORG, None)
     assert await counter.total(ORG) == truth, "the counter drifted during the run"
     return rows

@@ -230,10 +230,14 @@ async def bench() -> AsyncIterator[Bench]:
         _, key = await ApiKeyStore(db).create("bench", "bench")
         yield Bench(uri, db_name, key, db_pid=db_pid, db=db)
     finally:
-        await db.client.drop_database(db_name)
-        await db.close()
-        if embedded is not None:
-            embedded.stop()
+        try:
+            await db.client.drop_database(db_name)
+            await db.close()
+        finally:
+            # Even when dropping fails (after a long run the database's connection can be
+            # gone), or the database started for the run outlives it.
+            if embedded is not None:
+                embedded.stop()
 
 
 async def gql(http: httpx.AsyncClient, url: str, query: str, **variables: Any) -> dict[str, Any]:

@@ -28,6 +28,7 @@ Needs wrk: `apt-get install -y wrk` (Debian/Ubuntu) or `brew install wrk` (macOS
 
     python -m bench.profile                          # SessionMessages, 15 s, 100 samples/s
     python -m bench.profile --operation SessionListing --duration 10
+    python -m bench.profile --server baseline        # the bare baseline, on the same data
 """
 
 from __future__ import annotations
@@ -41,11 +42,14 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 from bench.harness import (
     RESULTS,
+    Bench,
+    Server,
     bench,
     load,
     print_table,
@@ -53,7 +57,7 @@ from bench.harness import (
     wrk,
     wrk_command,
 )
-from bench.http import DOCUMENTS, NO_RATE_LIMIT, _body, seed
+from bench.http import DOCUMENTS, NO_RATE_LIMIT, _baseline, _body, seed
 
 PY_SPY_MISSING = (
     "py-spy is not installed. It is a development tool, not a dependency of the project: "
@@ -104,6 +108,7 @@ PHASES: list[tuple[str, str]] = [
     ("dispatch_batch (", "DataLoader batches: our loaders, storage, records"),
     ("Schema.execute (", "GraphQL: Strawberry + graphql-core (parse, validate, execute)"),
     ("GraphQLHTTP.", "our HTTP view (body, context, JSON response)"),
+    ("bench/baseline.py", "the baseline's endpoint (body, key check, JSON response)"),
     ("AccessLog.", "middleware: access log, metrics, proxy headers, Starlette"),
     (
         "RequestResponseCycle.run_asgi (",
@@ -302,6 +307,13 @@ async def main() -> None:
         default="SessionMessages",
         help="the operation loaded, as bench.http names it (SessionMessages)",
     )
+    parser.add_argument(
+        "--server",
+        choices=("sessiongraph", "baseline"),
+        default="sessiongraph",
+        help="the server profiled: `sessiongraph serve`, or bench.http's bare baseline "
+        "(bench/baseline.py) on the same data (sessiongraph)",
+    )
     parser.add_argument("--duration", type=float, default=15, help="seconds per wrk run (15)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
     parser.add_argument("--rate", type=int, default=100, help="py-spy samples per second (100)")
@@ -313,30 +325,15 @@ async def main() -> None:
     wrk_command()
     py_spy_command()
 
-    async with bench() as b, b.server(**NO_RATE_LIMIT) as server:
-        ids = await seed(b, server.url, args.sessions, args.messages)
-        document = DOCUMENTS[args.operation]
-        if "$id" in document:
-            bodies = [_body(document, args.operation, id=i) for i in ids[: args.rotate]]
-        else:
-            bodies = [_body(document, args.operation, first=20)]
-        headers = {"Authorization": f"Bearer {b.key}"}
-        await wrk(server.url, bodies, headers, duration=2, connections=args.connections)
-        plain = await load(b, server, bodies, duration=args.duration, connections=args.connections)
-        with tempfile.NamedTemporaryFile(suffix=".txt", prefix="bench-py-spy-") as raw:
-            spy = await record(server.pid, args.rate, raw.name)
-            await asyncio.sleep(1)  # py-spy attaches
-            if spy.returncode is not None:
-                error = (await spy.communicate())[1].decode()
-                raise SystemExit(f"py-spy could not sample the server:\n{error}")
-            profiled = await load(
-                b, server, bodies, duration=args.duration, connections=args.connections
-            )
-            spy.send_signal(signal.SIGINT)
-            stderr = (await asyncio.wait_for(spy.communicate(), 60))[1].decode()
-            text = await asyncio.to_thread(Path(raw.name).read_text)
-        if not text.strip():
-            raise SystemExit(f"py-spy wrote no samples:\n{stderr}")
+    async with bench() as b, b.server(**NO_RATE_LIMIT) as graphql:
+        ids = await seed(b, graphql.url, args.sessions, args.messages)
+        async with AsyncExitStack() as stack:
+            server = graphql
+            if args.server == "baseline":
+                server = await stack.enter_async_context(_baseline(b))
+            plain, profiled, text, stderr = await _profiled(args, b, server, ids)
+    if not text.strip():
+        raise SystemExit(f"py-spy wrote no samples:\n{stderr}")
 
     stacks = parse_raw(text)
     summary = summarize(stacks, args.top)
@@ -344,7 +341,8 @@ async def main() -> None:
     for row in summary["own_by_layer"] + summary["by_phase"]:
         row["ms_per_request"] = row["percent"] / 100 * cpu_ms
     print(
-        f"\n{args.operation}: without the profiler {plain['requests_per_s']:.0f} req/s, "
+        f"\n{args.server}, {args.operation}: without the profiler "
+        f"{plain['requests_per_s']:.0f} req/s, "
         f"server CPU {plain['server_cpu_ms_per_request']:.2f} ms/req; sampled "
         f"{profiled['requests_per_s']:.0f} req/s, {cpu_ms:.2f} ms/req, "
         f"{summary['samples']} samples at {args.rate}/s"
@@ -383,7 +381,8 @@ async def main() -> None:
         [[r["percent"], r["function"]] for r in summary["top_lines"]],
     )
     RESULTS.mkdir(exist_ok=True)
-    folded = RESULTS / "profile.folded"
+    name = "profile" if args.server == "sessiongraph" else f"profile-{args.server}"
+    folded = RESULTS / f"{name}.folded"
     left_out = write_folded(stacks, folded)
     tables = ("top_own", "top_total", "top_lines", "own_by_layer", "by_phase", "landmarks_total")
     for table in tables:
@@ -393,9 +392,10 @@ async def main() -> None:
                 if key in row:
                     row[key] = round(row[key], 3)
     path = write_result(
-        "profile",
+        name,
         {
             "settings": {
+                "server": args.server,
                 "operation": args.operation,
                 "duration_s": args.duration,
                 "connections": args.connections,
@@ -412,6 +412,34 @@ async def main() -> None:
         },
     )
     print(f"\nwritten to {path} and {folded}")
+
+
+async def _profiled(
+    args: argparse.Namespace, b: Bench, server: Server, ids: list[str]
+) -> tuple[dict[str, Any], dict[str, Any], str, str]:
+    """The operation loaded on `server` without the profiler and while py-spy samples it:
+    both loads' figures, py-spy's raw samples and its error output."""
+    document = DOCUMENTS[args.operation]
+    if "$id" in document:
+        bodies = [_body(document, args.operation, id=i) for i in ids[: args.rotate]]
+    else:
+        bodies = [_body(document, args.operation, first=20)]
+    headers = {"Authorization": f"Bearer {b.key}"}
+    await wrk(server.url, bodies, headers, duration=2, connections=args.connections)
+    plain = await load(b, server, bodies, duration=args.duration, connections=args.connections)
+    with tempfile.NamedTemporaryFile(suffix=".txt", prefix="bench-py-spy-") as raw:
+        spy = await record(server.pid, args.rate, raw.name)
+        await asyncio.sleep(1)  # py-spy attaches
+        if spy.returncode is not None:
+            error = (await spy.communicate())[1].decode()
+            raise SystemExit(f"py-spy could not sample the server:\n{error}")
+        profiled = await load(
+            b, server, bodies, duration=args.duration, connections=args.connections
+        )
+        spy.send_signal(signal.SIGINT)
+        stderr = (await asyncio.wait_for(spy.communicate(), 60))[1].decode()
+        text = await asyncio.to_thread(Path(raw.name).read_text)
+    return plain, profiled, text, stderr
 
 
 def _brief(result: dict[str, Any]) -> dict[str, Any]:

@@ -171,6 +171,11 @@ class Metrics:
             "Times the event hub's change stream was interrupted and resumed.",
             registry=registry,
         )
+        # Label lookups are a lock and a validation each; a request's series are looked
+        # up once per distinct label values (bounded, as the labels are) and kept.
+        self._http_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._operation_counts: dict[tuple[str, str, str], Counter] = {}
+        self._operation_durations: dict[tuple[str, str], Histogram] = {}
         fields = (*sorted(SUBSCRIPTION_FIELDS), OTHER)
         self._delivered = {f: self.events_delivered.labels(f) for f in fields}
         self._fanout = {f: self.fanout_latency.labels(f) for f in fields}
@@ -192,9 +197,19 @@ class Metrics:
         """Count one operation; `seconds` (None for subscriptions) goes to the histogram."""
         label = self.operation_name(name)
         kind = kind if kind in OPERATION_TYPES else "unknown"
-        self.operations.labels(label, kind, error_code(outcome) if outcome != "ok" else "ok").inc()
+        outcome = error_code(outcome) if outcome != "ok" else "ok"
+        count = self._operation_counts.get((label, kind, outcome))
+        if count is None:
+            count = self.operations.labels(label, kind, outcome)
+            self._operation_counts[label, kind, outcome] = count
+        count.inc()
         if seconds is not None:
-            self.operation_duration.labels(label, kind).observe(seconds)
+            duration = self._operation_durations.get((label, kind))
+            if duration is None:
+                duration = self._operation_durations[label, kind] = self.operation_duration.labels(
+                    label, kind
+                )
+            duration.observe(seconds)
 
     # Subscriptions
 
@@ -225,8 +240,15 @@ class Metrics:
         """An HTTP request was answered with `status` after `seconds`."""
         method = scope["method"] if scope["method"] in METHODS else OTHER
         route = route_of(scope)
-        self.http_requests.labels(method, route, str(status)).inc()
-        self.http_duration.labels(method, route).observe(seconds)
+        key = (method, route, status)
+        series = self._http_series.get(key)
+        if series is None:
+            series = self._http_series[key] = (
+                self.http_requests.labels(method, route, str(status)),
+                self.http_duration.labels(method, route),
+            )
+        series[0].inc()
+        series[1].observe(seconds)
 
     # Database
 

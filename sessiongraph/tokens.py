@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,6 +23,11 @@ ACCESS_TOKEN_PARAMETER = "access_token"
 ALGORITHM = "HS256"
 MIN_SECRET_LENGTH = 32
 REQUIRED_CLAIMS = ("org", "kid", "ro", "exp", "iat", "jti")
+VERIFIED_TOKENS = 1_000
+"""Verified tokens remembered (least recently used forgotten first): a request with a token
+is checked by the rate limit and by authentication, and a client sends one token many times.
+At most ~10 MB even if every one is scoped to 100 sessions; beyond it tokens are verified
+each time, as before."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +53,7 @@ class AccessTokens:
         if len(secret) < MIN_SECRET_LENGTH:
             raise ValueError(f"the token secret needs at least {MIN_SECRET_LENGTH} characters")
         self._secret = secret
+        self._verified: OrderedDict[str, tuple[TokenClaims, int]] = OrderedDict()
 
     def mint(
         self,
@@ -82,7 +90,27 @@ class AccessTokens:
         return token, claims
 
     def verify(self, token: str) -> TokenClaims | None:
-        """The claims of a well-formed, untampered, unexpired token; None for anything else."""
+        """The claims of a well-formed, untampered, unexpired token; None for anything else.
+
+        A token's signature and claims are checked once; its expiry every time, as PyJWT
+        checks it (`exp` must be later than now)."""
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            claims, expires = remembered
+            if expires > time.time():
+                self._verified.move_to_end(token)
+                return claims
+            del self._verified[token]
+            return None
+        verified = self._verify(token)
+        if verified is None:
+            return None
+        self._verified[token] = verified
+        if len(self._verified) > VERIFIED_TOKENS:
+            self._verified.popitem(last=False)
+        return verified[0]
+
+    def _verify(self, token: str) -> tuple[TokenClaims, int] | None:
         if not token.startswith(TOKEN_PREFIX):
             return None
         try:
@@ -103,7 +131,7 @@ class AccessTokens:
             isinstance(sids, list) and all(isinstance(s, str) for s in sids)
         ):
             return None
-        return TokenClaims(
+        claims = TokenClaims(
             org_id=org,
             key_id=kid,
             read_only=ro,
@@ -111,6 +139,7 @@ class AccessTokens:
             expires_at=datetime.fromtimestamp(payload["exp"], UTC),
             token_id=str(payload["jti"]),
         )
+        return claims, int(payload["exp"])
 
 
 def is_access_token(credential: str) -> bool:

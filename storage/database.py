@@ -62,6 +62,15 @@ SESSION_INDEXES = [
     IndexModel([("org_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]),
     IndexModel([("org_id", ASCENDING), ("updated_at", DESCENDING), ("_id", DESCENDING)]),
     IndexModel([("org_id", ASCENDING), ("status", ASCENDING), ("expires_at", ASCENDING)]),
+    # A status's pages in time windows on the embedded database (`SessionStore._scan`).
+    IndexModel(
+        [
+            ("org_id", ASCENDING),
+            ("status", ASCENDING),
+            ("created_at", DESCENDING),
+            ("_id", DESCENDING),
+        ]
+    ),
     IndexModel([("org_id", ASCENDING), ("name", ASCENDING), ("created_at", DESCENDING)]),
     IndexModel([("org_id", ASCENDING), ("assistant_id", ASCENDING), ("created_at", DESCENDING)]),
     IndexModel([("org_id", ASCENDING), ("phone_number_id", ASCENDING), ("created_at", DESCENDING)]),

@@ -104,6 +104,16 @@ def _selectivity(part: list[str]) -> tuple[int, int]:
     return (len([field for field in part if field not in BROAD_FIELDS]), len(part))
 
 
+STATUS_FIELDS = frozenset({"org_id", "status", "expires_at", "$or"})
+"""The fields of an organization's filter by status alone (see `query_filter`)."""
+
+
+def windowed(base: dict[str, Any]) -> bool:
+    """Whether `SessionStore._scan` reads `base`'s pages in time windows: an organization
+    unfiltered or filtered by status alone, whose index ranges hold most of it."""
+    return set(base) <= STATUS_FIELDS
+
+
 def scannable(
     base: dict[str, Any],
     order_by: str,

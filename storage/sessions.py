@@ -46,6 +46,7 @@ from storage.session_filters import (
     scannable,
     served_as_it_stands,
     served_part,
+    windowed,
 )
 
 Documents = list[dict[str, Any]]
@@ -174,7 +175,8 @@ class SessionStore:
                 await self._db.sessions.insert_one(doc, session=session)
                 if message_docs:
                     await self._db.messages.insert_many(message_docs, session=session)
-                await self._counter.add(org_id, 1, session)
+                completed = int(doc["status"] == "completed")
+                await self._counter.add(org_id, 1, session, completed=completed)
             except BaseException:
                 if key_doc is not None and session is None:
                     # Without a transaction nothing else frees the key for a retry.
@@ -308,7 +310,8 @@ class SessionStore:
         in queries a "simple" planner serves from an index (see docs/performance.md).
 
         The keyset's `$or` becomes two queries: the ties at `start`'s time, then the times
-        strictly beyond it. Unfiltered, the times beyond are read in windows that grow
+        strictly beyond it. Unfiltered or filtered by status alone (`windowed`; a status holds
+        much of an organization), the times beyond are read in windows that grow
         from `start` (or now) until the page is full, sized by the density of the windows
         read before (`next_span`), because that planner reads every
         document of an index range before it sorts and limits: a window holding the page
@@ -316,34 +319,32 @@ class SessionStore:
         """
         direction = DESCENDING if descending else ASCENDING
         sort = [(order_by, direction), ("_id", direction)]
+        past = "$lt" if descending else "$gt"
 
-        async def page(match: dict[str, Any], n: int) -> Documents:
+        async def page(match: dict[str, Any], n: int, beyond: str | None = None) -> Documents:
+            """Up to `n` documents matching `match` (and, given `beyond`, ids past it), one
+            index-served query (or two, ids first) per branch of its `$or`."""
             branches = disjoint_branches(match) or [match]
             docs: Documents = []
             for branch in branches:
+                if beyond is not None:
+                    branch = await self._beyond(branch, beyond, descending)
                 served = await self._served(branch)
+                if served.get("_id") == {"$in": []}:
+                    continue  # its ids-first read found none: nothing to ask for
                 cursor = self._db.sessions.find(served, projection).sort(sort).limit(n)
                 docs += await to_list(cursor)
             if len(branches) > 1:
                 docs.sort(key=lambda doc: (doc[order_by], doc["_id"]), reverse=descending)
             return docs[:n]
 
-        past = "$lt" if descending else "$gt"
         found: Documents = []
         if start is not None:
-            ties = {**base, order_by: start.at}
-            candidates = await self._candidates(ties)
-            if candidates is None:
-                ties["_id"] = {past: start.id}
-            else:
-                after_start = [
-                    i for i in candidates if (i < start.id if descending else i > start.id)
-                ]
-                ties = {"_id": {"$in": after_start}, **ties}
-            found = await page(ties, wanted)
+            found = await page({**base, order_by: start.at}, wanted, beyond=start.id)
         edge = None if start is None else start.at
-        if list(base) != ["org_id"] or (edge is None and not descending):
-            # Filtered, or oldest first from the very start: one query over the range.
+        if not windowed(base) or (edge is None and not descending):
+            # Filtered by more than a status, or oldest first from the very start: one query
+            # over the range.
             rest: dict[str, Any] = {}
             if edge is not None:
                 rest[order_by] = descending_key_bounds({past: edge})
@@ -379,6 +380,16 @@ class SessionStore:
             span = next_span(span, len(got), measured, measured_found, wanted - len(found))
         return found
 
+    async def _beyond(self, match: dict[str, Any], beyond: str, descending: bool) -> dict[str, Any]:
+        """`match` (one time: the ties at a cursor) narrowed to the ids past `beyond` in
+        `descending` order, in a shape a "simple" planner serves from an index: an `_id`
+        range when `match` is served as it stands, else the candidates' ids past it."""
+        candidates = await self._candidates(match)
+        if candidates is None:
+            return {**match, "_id": {"$lt" if descending else "$gt": beyond}}
+        later = [i for i in candidates if (i < beyond if descending else i > beyond)]
+        return {"_id": {"$in": later}, **match}
+
     async def _candidates(self, match: dict[str, Any]) -> SessionIds | None:
         """On a "simple" planner, when it would read the whole organization for `match`
         (a filter it cannot serve from one index as it stands), the ids of the sessions a
@@ -410,10 +421,16 @@ class SessionStore:
 
     async def count(self, org_id: str, query: SessionQuery) -> int:
         """How many sessions match `query`: the organization's counter when `query` filters
-        nothing and counters are kept (storage/session_counts.py), else counted by query."""
-        match = query_filter(org_id, query, utc_now())
+        nothing or a status alone and counters are kept (storage/session_counts.py), else
+        counted by query."""
+        now = utc_now()
+        match = query_filter(org_id, query, now)
         if list(match) == ["org_id"] and self._counter.kept:
             return await self._counter.total(org_id)
+        if self._counter.kept and query.status is not None and windowed(match):
+            kept = await self._counter.by_status(org_id, query.status, now)
+            if kept is not None:
+                return kept
         branches = [match]
         if self._db.planner == "simple":
             branches = disjoint_branches(match) or branches
@@ -458,13 +475,26 @@ class SessionStore:
                 fields.setdefault("status", "active")
                 update["$unset"] = {"completed_by_expiry": ""}
         mine = {"_id": session_id, "org_id": org_id}
+        # A stored status that may change moves the organization's completed count, in the
+        # write's transaction (storage/session_counts.py).
+        recount = "status" in fields and self._counter.kept
 
         async def write(session: Any) -> dict[str, Any] | None:
-            return await updated(self._db.sessions, mine, update, SESSION_FIELDS, session)
+            before = None
+            if recount:
+                before = await self._db.sessions.find_one(mine, {"status": 1}, session=session)
+                if before is None:
+                    return None
+            doc = await updated(self._db.sessions, mine, update, SESSION_FIELDS, session)
+            if before is not None and doc is not None and before["status"] != doc["status"]:
+                moved = 1 if doc["status"] == "completed" else -1
+                await self._counter.add(org_id, 0, session, completed=moved)
+            return doc
 
         # The embedded database serves the transaction's update and read from the index, where
-        # its findAndModify scans the collection (see `updated`); MongoDB needs no transaction.
-        if self._db.planner == "simple" and self._db.supports_transactions:
+        # its findAndModify scans the collection (see `updated`); MongoDB needs one only to
+        # move a count.
+        if recount or (self._db.planner == "simple" and self._db.supports_transactions):
             doc = await self._db.in_transaction(write)
         else:
             doc = await write(None)
@@ -503,7 +533,9 @@ class SessionStore:
             doc = await self._take(org_id, session_id, session)
             if doc is None:
                 raise SessionNotFound(session_id)
-            await self._counter.add(org_id, -1, session)
+            await self._counter.add(
+                org_id, -1, session, completed=-int(doc["status"] == "completed")
+            )
             scope = {"session_id": session_id, "org_id": org_id}
             await self._db.deleted_sessions.replace_one(
                 {"_id": session_id},

@@ -42,6 +42,9 @@ class CommandLog(monitoring.CommandListener):
             return  # the session event log's writer, logging what the change stream saw
         if name == "update" and any(u.get("multi") for u in command.get("updates", [])):
             return  # the expiry sweep
+        sweep_batch = name == "find" and command["find"] == "sessions"
+        if sweep_batch and "org_id" not in command.get("filter", {}):
+            return  # the expiry sweep's batch (every request's reads pin the organization)
         self.commands[f"{name} {command.get('collection' if name == 'getMore' else name)}"] += 1
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:

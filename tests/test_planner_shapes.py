@@ -25,7 +25,7 @@ from storage import (
     TimeRange,
 )
 from storage.database import Planner, planner_of
-from storage.records import SessionChanges, SessionOrderField
+from storage.records import SessionChanges, SessionOrderField, SessionStatusValue
 from tests.command_log import CommandRecorder
 from tests.factories import message_record, position_of, session_record
 
@@ -61,16 +61,15 @@ async def seeded(db: Database, org_id: str) -> list[SessionRecord]:
             org_id, session_record(**fields), [message_record("a"), message_record("b")]
         )
         at = BASE + timedelta(minutes=minutes)
-        await db.sessions.update_one(
-            {"_id": record["id"]},
-            {
-                "$set": {
-                    "created_at": at,
-                    "updated_at": at - timedelta(seconds=n),
-                    "status": "completed" if n % 5 == 0 else "active",
-                }
-            },
-        )
+        changes: dict[str, Any] = {
+            "created_at": at,
+            "updated_at": at - timedelta(seconds=n),
+            "status": "completed" if n % 5 == 0 else "active",
+        }
+        if n % 3 == 2:
+            # Past its expiry, not yet swept: stored active, read as completed.
+            changes["expires_at"] = at + timedelta(hours=1)
+        await db.sessions.update_one({"_id": record["id"]}, {"$set": changes})
         records.append(record)
     return records
 
@@ -343,12 +342,17 @@ async def test_the_simple_shape_reads_ids_first_only_when_its_planner_cannot_ser
     )
     org_id = f"org-{uuid.uuid4().hex[:10]}"
     store = SessionStore(db)
+    await store.create(org_id, session_record(name="even"), [])
     try:
+        recorder.commands.clear()
         await store.list(org_id, SessionQuery(name="even"), first=5)
         served = session_finds(recorder)
         recorder.commands.clear()
         await store.list(org_id, SessionQuery(name="even", status="active"), first=5)
         narrowed = session_finds(recorder)
+        recorder.commands.clear()
+        await store.list(org_id, SessionQuery(name="odd", status="active"), first=5)
+        none_found = session_finds(recorder)
     finally:
         await db.close()
 
@@ -358,20 +362,30 @@ async def test_the_simple_shape_reads_ids_first_only_when_its_planner_cannot_ser
     # whole filter led by those ids.
     assert narrowed[0] == {"org_id": org_id, "name": "even"}
     assert list(narrowed[1]) == ["_id", "org_id", "status", "expires_at", "name"]
+    # Ids first that find none: nothing more is asked.
+    assert none_found == [{"org_id": org_id, "name": "odd"}]
 
 
-@pytest.mark.parametrize("order_by", ["created_at", "updated_at"])
+@pytest.mark.parametrize(
+    ("order_by", "status"),
+    [("created_at", None), ("updated_at", None), ("created_at", "completed")],
+)
 async def test_the_simple_shapes_windows_hold_little_more_than_the_page(
-    mongo_uri: str, settings: Settings, database: Database, order_by: SessionOrderField
+    mongo_uri: str,
+    settings: Settings,
+    database: Database,
+    order_by: SessionOrderField,
+    status: SessionStatusValue | None,
 ) -> None:
     # 120 sessions an hour apart, newest first: once a window has found some, the next is
     # sized by their density, so the windows hold about the page, not up to 4 times it.
+    # A status is read in windows too, on the (org_id, status, created_at) index.
     org_id = f"org-{uuid.uuid4().hex[:10]}"
     now = datetime.now(UTC)
     store = SessionStore(database)
     newest: list[str] = []
     for hours in range(120):
-        record, _ = await store.create(org_id, session_record(), [])
+        record, _ = await store.create(org_id, session_record(status=status or "active"), [])
         newest.append(record["id"])
         at = now - timedelta(hours=hours, minutes=30)
         await database.sessions.update_one(
@@ -382,7 +396,8 @@ async def test_the_simple_shapes_windows_hold_little_more_than_the_page(
         mongo_uri, settings.db_name, planner="simple", event_listeners=[recorder]
     )
     try:
-        page = await SessionStore(db).list(org_id, SessionQuery(), order_by=order_by, first=40)
+        query = SessionQuery(status=status)
+        page = await SessionStore(db).list(org_id, query, order_by=order_by, first=40)
         windows = session_finds(recorder)
         held = [await db.sessions.count_documents(window) for window in windows]
     finally:

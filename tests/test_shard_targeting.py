@@ -84,8 +84,10 @@ KNOWN_SCATTER: set[tuple[str, str, frozenset[str]]] = {
     # `node(id:)` / `nodes(ids:)` for ids that are not sessions' (MessageStore.get_many): a
     # message id alone does not say which session, so which shard, holds it.
     ("messages", "find", frozenset()),
-    # The expiry sweep marks every organization's expired sessions: all shards by design.
+    # The expiry sweep marks every organization's expired sessions: all shards by design
+    # (without transactions, one update; with them, a read of a batch first).
     ("sessions", "update", frozenset()),
+    ("sessions", "find", frozenset()),
 }
 
 
@@ -482,6 +484,7 @@ async def exercise_without_transactions(db: Database, org_id: str) -> None:
     with pytest.raises(SessionNotFound):
         await store.append(org_id, "missing", [message_record("x")])
     await sessions.delete(org_id, session["id"])
+    await ExpirySweeper(plain, 1).sweep()
 
 
 async def exercise_api_keys(db: Database, org_id: str) -> None:
@@ -534,6 +537,9 @@ async def exercise_everything(db: Database) -> None:
         await exercise_persisted_documents(db, org_id)
         await exercise_deletes(db, org_id, sessions)
         await exercise_event_log(event_log, org_id, sessions)
+        # Sessions past their expiry from the start, for the sweep to mark.
+        for _ in range(2):
+            await SessionStore(db).create(org_id, session_record(expiration_seconds=0), [])
         await ExpirySweeper(db, 1).sweep()
     finally:
         await hub.stop()

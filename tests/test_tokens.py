@@ -212,6 +212,45 @@ async def test_an_expired_token_gets_401(
     await unauthenticated(server, expired)
 
 
+async def test_a_token_in_use_is_refused_once_it_expires(
+    settings: Settings, database: Database, org: tuple[str, str]
+) -> None:
+    """A token's signature is checked once (it is remembered), its expiry on every request:
+    with rate limiting on, by the request ceiling and by authentication alike."""
+    key_id = await key_id_of(database, org[0])
+    async with serving(settings, rate_limit_per_second=100, rate_limit_burst=100) as (url, _):
+        # Whole seconds: it expires in 2 to 3 s, time enough for two requests.
+        token, claims = signer(settings).mint(
+            org[0], key_id, ttl_seconds=3, read_only=True, session_ids=None
+        )
+        async with ApiClient(url, token) as client:
+            assert (await client.post(LIST_IDS)).status_code == 200
+            assert (await client.post(LIST_IDS)).status_code == 200
+        await asyncio.sleep(max(0.0, claims.expires_at.timestamp() - time.time()) + 0.1)
+        await unauthenticated(url, token)
+
+
+async def test_a_tampered_copy_of_a_token_in_use_gets_401(server: str, api: ApiClient) -> None:
+    token = (await mint(api))["token"]
+    async with ApiClient(server, token) as client:
+        assert (await client.post(LIST_IDS)).status_code == 200
+    header, _, signature = token.removeprefix(TOKEN_PREFIX).split(".")
+    claims = jwt.decode(token.removeprefix(TOKEN_PREFIX), options={"verify_signature": False})
+    widened = jwt.encode({**claims, "ro": False}, "x" * 32, algorithm="HS256").split(".")[1]
+    await unauthenticated(server, f"{TOKEN_PREFIX}{header}.{widened}.{signature}")
+    await unauthenticated(server, token + "x")
+
+
+def test_the_signer_remembers_a_verified_token_until_it_expires() -> None:
+    tokens = AccessTokens("z" * 40)
+    token, claims = tokens.mint("org", "key", ttl_seconds=1, read_only=True, session_ids=None)
+    assert tokens.verify(token) == claims
+    assert tokens.verify(token) == claims
+    time.sleep(max(0.0, claims.expires_at.timestamp() - time.time()) + 0.05)
+    assert tokens.verify(token) is None
+    assert tokens.verify(token) is None
+
+
 async def test_an_expired_token_is_refused_at_connection_init(
     server: str, settings: Settings, database: Database, org: tuple[str, str]
 ) -> None:
