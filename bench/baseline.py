@@ -8,16 +8,19 @@ measures), doing the same database work the storage layer does:
   projection `{org_id: 1}`), remembered for SESSIONGRAPH_AUTH_CACHE_SECONDS (5, as the server
   does by default);
 - SessionById and SessionMessages: `sessions.find({_id: {$in: [id]}, org_id},
-  {phone_number_secrets: 0})`, as `SessionStore.get_many` issues it for the request's session
-  DataLoader, then its first 10 messages with `messages.find({session_id, seq: {$gte, $lte}})`
-  sorted by (session_id, seq), batch size expected + 1, the organization checked on each
-  message, as `MessageStore.in_ranges` issues it;
+  {phone_number_secrets: 0, message_windows: 0})`, as `SessionStore.get_many` issues it for
+  the request's session DataLoader (which asks for the message windows too where messages
+  are selected: the baseline is the plain two reads, the server's path for sessions without
+  windows, storage/message_windows.py), then its first 10 messages with
+  `messages.find({session_id, seq: {$gte, $lte}})` sorted by (session_id, seq), batch size
+  expected + 1, the organization checked on each message, as `MessageStore.in_ranges`
+  issues it;
 - SessionList: the newest `first` sessions as `SessionStore.list` reads them for the
   server's planner (`buildInfo`, as `Database.connect` learns it): on MongoDB ("full")
-  `sessions.find({$and: [{org_id}]}, {phone_number_secrets: 0})` sorted by (created_at, _id)
-  descending with limit first + 1; on SecantusDB ("simple") `find({org_id, created_at:
-  <window>})` with the same sort, in time windows growing back from now until the page is
-  full (`SessionStore._scan`);
+  `sessions.find({$and: [{org_id}]}, {phone_number_secrets: 0, message_windows: 0})` sorted
+  by (created_at, _id) descending with limit first + 1; on SecantusDB ("simple")
+  `find({org_id, created_at: <window>})` with the same sort, in time windows growing back
+  from now until the page is full (`SessionStore._scan`);
 - SessionListing: that page, then its sessions' last 5 messages as the messages DataLoader
   batches them into `MessageStore.in_ranges`: on MongoDB one `messages.find({$or: [{session_id,
   seq: {$gte, $lte}}, ...]})`; on SecantusDB one find per session, 8 at a time.
@@ -55,11 +58,13 @@ from starlette.routing import Route
 
 from storage.clock import utc_now
 from storage.database import Planner, planner_of
+from storage.documents import SESSION_FIELDS
 from storage.messages import PARALLEL_RANGES
 from storage.session_filters import descending_key_bounds
 from storage.sessions import FIRST_WINDOW, LAST_WINDOW, WINDOWS_MAX, next_span
 
-PUBLIC_FIELDS = {"phone_number_secrets": 0}
+PUBLIC_FIELDS = SESSION_FIELDS
+"""The plain session read: no secrets, no message windows (the baseline reads messages)."""
 KEY_PREFIX = "sg_"
 FIRST_MESSAGES = 10
 

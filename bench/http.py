@@ -20,7 +20,10 @@ utime + stime over its run ÷ requests), the robust figure on a shared machine, 
 database's reads per request (its serverStatus query + getMore counters over the run; the
 servers take turns, so each run's reads are nearly all its server's): equal figures say the
 peers do the same database work. And the ratios sessiongraph ÷ baseline and sessiongraph ÷
-Yoga of the medians of runs. With --before, the baseline of that tree runs too.
+Yoga of the medians of runs. With --before, the baseline of that tree runs too, and the
+sessions' message windows (storage/message_windows.py) are taken out of the database while
+that tree's servers run (they stored sessions without them) and put back for the others
+(`StoredWindows`). The baseline and the Yoga peer leave the windows out of their reads.
 
 Operations (by session id, rotating over --rotate sessions; lists ask for 20):
   SessionMessages  session(id) { id name status messages(first: 10) { nodes { seq content } } }
@@ -79,6 +82,7 @@ from bench.harness import (
     wrk_command,
 )
 from sessiongraph.embedded import free_port
+from storage.message_windows import WINDOW_FIELDS
 
 CREATE = """
 mutation Create($input: CreateSessionInput!) { createSession(input: $input) { id } }
@@ -124,6 +128,38 @@ async def seed(b: Bench, url: str, sessions: int, messages: int) -> list[str]:
             return session_id
 
         return list(await asyncio.gather(*(one(i) for i in range(sessions))))
+
+
+BEFORE_WINDOWS = ("sessiongraph before", "baseline before")
+"""The servers of the --before tree, which read sessions stored before message windows."""
+
+
+class StoredWindows:
+    """The seeded sessions' message windows (storage/message_windows.py), taken out of the
+    database while a server of the --before tree runs, as it stored its sessions, and put
+    back for the others: a server that does not use them would otherwise read them along."""
+
+    def __init__(self, db: Any, ids: list[str]) -> None:
+        self._sessions = db.sessions
+        self._ids = ids
+        self._saved: dict[str, dict[str, Any]] = {}
+        self.present = True
+
+    async def save(self) -> None:
+        cursor = self._sessions.find({"_id": {"$in": self._ids}}, dict.fromkeys(WINDOW_FIELDS, 1))
+        self._saved = {doc.pop("_id"): doc for doc in await cursor.to_list(None)}
+
+    async def stored(self, present: bool) -> None:
+        """Make the sessions carry their windows (`present`) or not."""
+        if present == self.present:
+            return
+        if present:
+            for session_id, windows in self._saved.items():
+                await self._sessions.update_one({"_id": session_id}, {"$set": windows})
+        else:
+            unset = dict.fromkeys(WINDOW_FIELDS, "")
+            await self._sessions.update_many({"_id": {"$in": self._ids}}, {"$unset": unset})
+        self.present = present
 
 
 async def same_answers(b: Bench, servers: list[Server], bodies: list[str]) -> None:
@@ -298,6 +334,9 @@ async def main() -> None:
                 )
             )
         ids = await seed(b, targets["sessiongraph"].url, args.sessions, args.messages)
+        assert b.db is not None
+        windows = StoredWindows(b.db, ids)
+        await windows.save()
         for op in chosen:
             if "$id" in DOCUMENTS[op]:
                 operations[op] = [_body(DOCUMENTS[op], op, id=i) for i in ids[: args.rotate]]
@@ -331,7 +370,8 @@ async def main() -> None:
             op: {name: [] for name in targets} for op in operations
         }
         for bodies in operations.values():  # warm-up, not measured
-            for server in targets.values():
+            for name, server in targets.items():
+                await windows.stored(name not in BEFORE_WINDOWS)
                 await wrk(server.url, bodies, {"Authorization": f"Bearer {b.key}"},
                           duration=2, connections=args.connections)  # fmt: skip
         for run in range(args.runs):
@@ -340,6 +380,7 @@ async def main() -> None:
                 order = list(targets.items())
                 order = order[run % len(order) :] + order[: run % len(order)]
                 for name, server in order:
+                    await windows.stored(name not in BEFORE_WINDOWS)
                     await wait_idle([server.pid, *([b.db_pid] if b.db_pid else [])], at_most=10)
                     result = await load(
                         b,

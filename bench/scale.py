@@ -37,6 +37,7 @@ from bench.harness import (
     write_result,
 )
 from storage.database import Database
+from storage.message_windows import windows_after
 
 BATCH = 5000
 CUSTOMERS = [f"+1415555{n:04d}" for n in range(200)]
@@ -128,9 +129,12 @@ def message_document(session: dict[str, Any], seq: int) -> dict[str, Any]:
     }
 
 
-async def seed(db: Database, orgs: list[str], sessions: int, messages: int, seed: int) -> None:
+async def seed(
+    db: Database, orgs: list[str], sessions: int, messages: int, seed: int, windows: bool = True
+) -> None:
     """Bulk-insert `sessions` sessions, evenly over `orgs`, and `messages` messages over them
-    (a random session each, so transcripts vary in length), in the stored format."""
+    (a random session each, so transcripts vary in length), in the stored format: with the
+    sessions' message windows, or without them (as stored before them) unless `windows`."""
     rng = random.Random(seed)
     now = datetime.now(UTC)
     docs = [
@@ -142,13 +146,18 @@ async def seed(db: Database, orgs: list[str], sessions: int, messages: int, seed
     counts = [0] * len(docs)
     for _ in range(messages if docs else 0):
         counts[rng.randrange(len(docs))] += 1
+    transcripts = []
     for doc, count in zip(docs, counts, strict=True):
         doc["message_count"] = count
+        transcript = [message_document(doc, seq) for seq in range(1, count + 1)]
+        if windows:
+            doc.update(windows_after({}, 0, transcript))
+        transcripts.append(transcript)
     for start in range(0, len(docs), BATCH):
         await db.sessions.insert_many(docs[start : start + BATCH], ordered=False)
     batch: list[dict[str, Any]] = []
-    for doc, count in zip(docs, counts, strict=True):
-        batch.extend(message_document(doc, seq) for seq in range(1, count + 1))
+    for transcript in transcripts:
+        batch.extend(transcript)
         if len(batch) >= BATCH:
             await db.messages.insert_many(batch, ordered=False)
             batch = []
@@ -298,6 +307,11 @@ async def main() -> None:
         action="store_true",
         help="also time createSession and deleteSession (each session created is deleted)",
     )
+    parser.add_argument(
+        "--without-windows",
+        action="store_true",
+        help="store sessions without message windows, as before them (storage/message_windows.py)",
+    )
     parser.add_argument("--label", default="", help="a name for this run in the results file")
     args = parser.parse_args()
     async with bench() as b:
@@ -305,7 +319,7 @@ async def main() -> None:
         try:
             started = time.perf_counter()
             orgs = ["bench"] + [f"other-{n}" for n in range(1, args.orgs)]
-            await seed(db, orgs, args.sessions, args.messages, args.seed)
+            await seed(db, orgs, args.sessions, args.messages, args.seed, not args.without_windows)
             seconds = time.perf_counter() - started
         finally:
             await db.close()

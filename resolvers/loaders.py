@@ -51,6 +51,11 @@ class Loaders:
         return DataLoader(self._load_sessions_by_id)
 
     @cached_property
+    def session_with_windows_by_id(self) -> DataLoader[str, SessionRecord | None]:
+        """Sessions by id with their message windows, for a page of their messages."""
+        return DataLoader(self._load_sessions_with_windows_by_id)
+
+    @cached_property
     def messages_by_seq_range(self) -> DataLoader[SeqRange, list[MessageRecord]]:
         """Messages by (session id, first seq, last seq), N sessions' ranges in one batch."""
         return DataLoader(self._load_messages_by_seq_range)
@@ -62,6 +67,12 @@ class Loaders:
 
     async def _load_sessions_by_id(self, keys: Sequence[str]) -> list[SessionRecord | None]:
         found = await self._sessions.get_many(self._org_id, list(keys))
+        return [found.get(session_id) for session_id in keys]
+
+    async def _load_sessions_with_windows_by_id(
+        self, keys: Sequence[str]
+    ) -> list[SessionRecord | None]:
+        found = await self._sessions.get_many(self._org_id, list(keys), windows=True)
         return [found.get(session_id) for session_id in keys]
 
     async def _load_messages_by_seq_range(

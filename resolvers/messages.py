@@ -11,6 +11,7 @@ from resolvers.errors import bad_input
 from resolvers.message_inputs import AddMessagesRequest, MessageInput
 from resolvers.pagination import PageArgs, message_window
 from storage import MessageRecord, NewMessage, Page, SessionRecord
+from storage.documents import message_from_document
 from storage.records import MessageRoleValue
 
 MESSAGES_PAGE_DEFAULT = 50
@@ -45,7 +46,16 @@ async def add_messages(
 async def session_messages(
     ctx: Context, session: SessionRecord, args: PageArgs
 ) -> Page[MessageRecord]:
-    """A page of a session's transcript in seq order, batched across sessions."""
+    """A page of a session's transcript in seq order: from the session's message windows
+    when one holds the page (storage/message_windows.py), else read, batched across
+    sessions."""
     window = message_window(session["message_count"], args)
-    items = await ctx.loaders.messages_by_seq_range.load((session["id"], window.lo, window.hi))
+    windows = session.get("message_windows")
+    held = (
+        None if windows is None or window.lo > window.hi else windows.covering(window.lo, window.hi)
+    )
+    if held is not None:
+        items = [message_from_document(doc) for doc in held]
+    else:
+        items = await ctx.loaders.messages_by_seq_range.load((session["id"], window.lo, window.hi))
     return Page(items, has_next=window.has_next, has_previous=window.has_previous)

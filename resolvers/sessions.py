@@ -34,10 +34,14 @@ SESSIONS_PAGE_MAX = 100
 DEFAULT_ORDER = SessionOrder()
 
 
-async def session_by_id(ctx: Context, session_id: str) -> SessionRecord | None:
-    """The session, or None when it is absent or belongs to another organization. Several
-    `session(id:)` fields of one request (aliases) are read with one command."""
-    session: SessionRecord | None = await ctx.loaders.session_by_id.load(session_id)
+async def session_by_id(
+    ctx: Context, session_id: str, windows: bool = False
+) -> SessionRecord | None:
+    """The session, or None when it is absent or belongs to another organization; with
+    `windows`, with its message windows. Several `session(id:)` fields of one request
+    (aliases) are read with one command."""
+    loader = ctx.loaders.session_with_windows_by_id if windows else ctx.loaders.session_by_id
+    session: SessionRecord | None = await loader.load(session_id)
     return session
 
 
@@ -106,8 +110,9 @@ async def list_sessions(
     query: SessionQuery,
     order_by: SessionOrderField,
     descending: bool,
+    windows: bool = False,
 ) -> Page[SessionRecord]:
-    """One page of the organization's sessions."""
+    """One page of the organization's sessions; with `windows`, with their message windows."""
     return await ctx.sessions.list(
         ctx.org_id,
         query,
@@ -117,6 +122,7 @@ async def list_sessions(
         after=session_position(args.after, "after", order_by),
         last=args.last,
         before=session_position(args.before, "before", order_by),
+        windows=windows,
     )
 
 

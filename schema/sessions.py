@@ -6,6 +6,7 @@ from datetime import datetime
 from enum import Enum
 
 import strawberry
+from strawberry.types.nodes import SelectedField, Selection
 
 from resolvers import messages as message_resolvers
 from resolvers import session_inputs as inputs
@@ -204,11 +205,26 @@ class UpdateSessionInput:
     pass
 
 
+def _selects_messages(selections: list[Selection]) -> bool:
+    for selection in selections:
+        if isinstance(selection, SelectedField) and selection.name == "messages":
+            return True
+        if _selects_messages(selection.selections):
+            return True
+    return False
+
+
+def selects_messages(info: Info) -> bool:
+    """Whether the field being resolved asks for a session's `messages` anywhere below it:
+    then its sessions are read with their message windows, which may answer the page."""
+    return _selects_messages(info.selected_fields)
+
+
 @strawberry.type
 class SessionQueries:
     @strawberry.field(description="A session by id; null when absent or another org's.")
     async def session(self, info: Info, id: strawberry.ID) -> Session | None:
-        record = await resolvers.session_by_id(info.context, id)
+        record = await resolvers.session_by_id(info.context, id, selects_messages(info))
         return None if record is None else Session.of(record)
 
     @strawberry.field(
@@ -236,7 +252,12 @@ class SessionQueries:
         query = resolvers.session_query(plain(filter) if filter else None)
         order = resolvers.session_order(plain(order_by) if order_by else None)
         page = await resolvers.list_sessions(
-            info.context, args, query, order.field, order.direction == "desc"
+            info.context,
+            args,
+            query,
+            order.field,
+            order.direction == "desc",
+            windows=selects_messages(info),
         )
         return SessionConnection.of(page, order.field, query)
 

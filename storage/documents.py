@@ -6,15 +6,31 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from bson.codec_options import CodecOptions
+
 from storage.clock import utc_now
+from storage.message_windows import WITHOUT_WINDOWS, drop_windows, take_windows
 from storage.records import MessageRecord, NewMessage, SessionRecord
 
 # Secrets are stored apart from the public phone-number fields and never read back.
 PUBLIC_FIELDS = {"phone_number_secrets": 0}
+SESSION_FIELDS = {**PUBLIC_FIELDS, **WITHOUT_WINDOWS}
+"""A session's fields as most reads want them: no secrets, no message windows."""
 
 
-def session_from_document(doc: dict[str, Any], now: datetime | None = None) -> SessionRecord:
-    """Map a stored document to a record; a session past its expiry reads as completed."""
+def session_from_document(
+    doc: dict[str, Any],
+    now: datetime | None = None,
+    *,
+    windows: CodecOptions[dict[str, Any]] | None = None,
+) -> SessionRecord:
+    """Map a stored document to a record; a session past its expiry reads as completed.
+    The message windows are left out, or, given the codec options to decode them with,
+    kept as the record's `message_windows` (for the pages of its messages they hold)."""
+    found = None if windows is None else take_windows(doc, windows)
+    drop_windows(doc)
+    if found is not None:
+        doc["message_windows"] = found
     doc["id"] = doc.pop("_id")
     if doc["status"] == "active" and doc["expires_at"] <= (now or utc_now()):
         doc["status"] = "completed"

@@ -20,13 +20,21 @@ from storage.documents import (
 )
 from storage.errors import IdempotencyKeyReused, SessionClosed, SessionNotFound
 from storage.idempotency import append_record_id, request_digest
+from storage.message_windows import drop_windows, windows_after
 from storage.records import MessageAdded, MessageRecord, NewMessage, Publisher, SessionChanged
 
 SeqRange = tuple[str, int, int]
 """A session id and an inclusive range of sequence numbers."""
+WINDOWS_SET = "$windows"
+"""Where `_append_alone` hands the window fields to set on, in the session it returns."""
 PARALLEL_RANGES = 8
 """Ranges read at once where each is its own command: enough to overlap round trips, few
 enough not to open a connection per session of a page."""
+
+
+def closed_reason(status: str) -> str:
+    """Why a session that exists takes no messages, from its stored status."""
+    return "completed" if status == "completed" else "expired"
 
 
 class MessageStore:
@@ -65,9 +73,10 @@ class MessageStore:
 
         async def write(session: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
             now = utc_now()
-            doc = await self._reserve(org_id, session_id, count, now, session)
-            if doc is None:
-                raise await self._not_appendable(org_id, session_id, now, session)
+            if session is None:
+                doc, docs = await self._append_alone(org_id, session_id, messages, now)
+            else:
+                doc, docs = await self._append_in(session, org_id, session_id, messages, now)
             first_seq = doc["message_count"] - count + 1
             if idempotency_key is not None:
                 await self._db.idempotency.insert_one(
@@ -82,8 +91,14 @@ class MessageStore:
                     },
                     session=session,
                 )
-            docs = message_documents(org_id, session_id, first_seq, messages, now)
             await self._db.messages.insert_many(docs, session=session)
+            if session is None:
+                # Without a transaction the windows follow the messages they hold, and only
+                # while no later append has moved the count (`MessageWindows.covering` checks
+                # that a window agrees with it).
+                key = {"_id": session_id, "org_id": org_id, "message_count": doc["message_count"]}
+                await self._db.sessions.update_one(key, {"$set": doc.pop(WINDOWS_SET)})
+            drop_windows(doc)
             return doc, docs
 
         try:
@@ -106,14 +121,55 @@ class MessageStore:
             self._publish(SessionChanged(session_id, session_from_document(session_doc)))
         return records
 
-    async def _reserve(
-        self, org_id: str, session_id: str, count: int, now: datetime, session: Any
-    ) -> dict[str, Any] | None:
-        """Add `count` to the open session's message_count; the session after, or None."""
+    async def _append_in(
+        self, session: Any, org_id: str, session_id: str, messages: list[NewMessage], now: datetime
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """In a transaction: add the messages' count to the open session's message_count and
+        their windows to its document, in one update; the session after, and the documents
+        of the messages (numbered after the session's last).
+
+        The session is read first, for its count and windows, and updated only if its count
+        is still the one read: a concurrent append conflicts with this transaction, which
+        runs again. The read and the update by `_id` are what the embedded database serves
+        from an index (see `storage.database.updated`).
+        """
+        key = {"_id": session_id, "org_id": org_id}
+        doc: dict[str, Any] | None = await self._db.sessions.find_one(
+            key, PUBLIC_FIELDS, session=session
+        )
+        if doc is None:
+            raise SessionNotFound(session_id)
+        if doc["status"] != "active" or doc["expires_at"] <= now:
+            raise SessionClosed(session_id, closed_reason(doc["status"]))
+        before = doc["message_count"]
+        docs = message_documents(org_id, session_id, before + 1, messages, now)
+        appendable = {"message_count": before, "status": "active", "expires_at": {"$gt": now}}
+        change = {
+            "$inc": {"message_count": len(messages)},
+            "$set": {"updated_at": now, **windows_after(doc, before, docs)},
+        }
+        result = await self._db.sessions.update_one({**key, **appendable}, change, session=session)
+        if result.matched_count == 0:
+            raise await self._not_appendable(org_id, session_id, now, session)
+        doc.update(message_count=before + len(messages), updated_at=now)
+        return doc, docs
+
+    async def _append_alone(
+        self, org_id: str, session_id: str, messages: list[NewMessage], now: datetime
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Without transactions: reserve the messages' seqs atomically (findAndModify); the
+        session after, with the window fields to set once the messages are stored under
+        WINDOWS_SET, and the documents of the messages."""
         key = {"_id": session_id, "org_id": org_id}
         appendable = {"status": "active", "expires_at": {"$gt": now}}
-        change = {"$inc": {"message_count": count}, "$set": {"updated_at": now}}
-        return await updated(self._db.sessions, key, change, PUBLIC_FIELDS, session, appendable)
+        change = {"$inc": {"message_count": len(messages)}, "$set": {"updated_at": now}}
+        doc = await updated(self._db.sessions, key, change, PUBLIC_FIELDS, None, appendable)
+        if doc is None:
+            raise await self._not_appendable(org_id, session_id, now, None)
+        before = doc["message_count"] - len(messages)
+        docs = message_documents(org_id, session_id, before + 1, messages, now)
+        doc[WINDOWS_SET] = windows_after(doc, before, docs)
+        return doc, docs
 
     async def _replay(
         self, org_id: str, session_id: str, key: str, digest: str
@@ -139,8 +195,7 @@ class MessageStore:
         )
         if doc is None:
             return SessionNotFound(session_id)
-        reason = "completed" if doc["status"] == "completed" else "expired"
-        return SessionClosed(session_id, reason)
+        return SessionClosed(session_id, closed_reason(doc["status"]))
 
     async def in_ranges(
         self, org_id: str, ranges: list[SeqRange]

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Literal, NotRequired, TypedDict, TypeVar
 
+from storage.message_windows import MessageWindows
+
 SessionStatusValue = Literal["active", "completed"]
 SessionOrderField = Literal["created_at", "updated_at"]
 MessageRoleValue = Literal["system", "user", "assistant", "tool", "developer"]
@@ -29,6 +31,8 @@ class SessionRecord(TypedDict):
     phone_number_id: str | None
     phone_number: dict[str, Any] | None
     message_count: int
+    message_windows: NotRequired[MessageWindows]
+    """Its first and last messages, on records read for a page of its messages."""
 
 
 class NewSession(TypedDict):

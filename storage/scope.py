@@ -59,10 +59,12 @@ class ScopedSessionStore(SessionStore):
             return None
         return await self._store.get(org_id, session_id)
 
-    async def get_many(self, org_id: str, session_ids: list[str]) -> dict[str, SessionRecord]:
+    async def get_many(
+        self, org_id: str, session_ids: list[str], *, windows: bool = False
+    ) -> dict[str, SessionRecord]:
         """The sessions among `session_ids` that are in scope and exist, by id."""
         wanted = [session_id for session_id in session_ids if session_id in self._ids]
-        return await self._store.get_many(org_id, wanted) if wanted else {}
+        return await self._store.get_many(org_id, wanted, windows=windows) if wanted else {}
 
     async def list(
         self,
@@ -75,12 +77,13 @@ class ScopedSessionStore(SessionStore):
         after: SessionPosition | None = None,
         last: int | None = None,
         before: SessionPosition | None = None,
+        windows: bool = False,
     ) -> Page[SessionRecord]:
         """One page of the sessions in scope that match `query`, in (order_by, id) order:
         `first` items after `after`, or `last` items before `before`, as `SessionStore.list`
         pages them."""
         found = sorted(
-            await self._matching(org_id, query),
+            await self._matching(org_id, query, windows),
             key=lambda record: (record[order_by], record["id"]),
             reverse=descending,
         )
@@ -110,7 +113,9 @@ class ScopedSessionStore(SessionStore):
             raise SessionNotFound(session_id)
         return await self._store.delete(org_id, session_id)
 
-    async def _matching(self, org_id: str, query: SessionQuery) -> Sequence[SessionRecord]:
+    async def _matching(
+        self, org_id: str, query: SessionQuery, windows: bool = False
+    ) -> Sequence[SessionRecord]:
         """The sessions in scope that match `query`.
 
         A scope holds few sessions (at most 100), so they are read by id (`get_many`) and
@@ -122,7 +127,7 @@ class ScopedSessionStore(SessionStore):
         ids = self._ids if query.ids is None else self._ids.intersection(query.ids)
         if not ids:
             return []
-        found = await self._store.get_many(org_id, sorted(ids))
+        found = await self._store.get_many(org_id, sorted(ids), windows=windows)
         return [record for record in found.values() if _matches(record, query)]
 
 

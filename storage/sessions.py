@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+from bson.codec_options import CodecOptions
 from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import DuplicateKeyError
 
@@ -14,12 +15,14 @@ from storage.clock import utc_now
 from storage.database import Database, Planner, to_list, updated
 from storage.documents import (
     PUBLIC_FIELDS,
+    SESSION_FIELDS,
     message_documents,
     message_from_document,
     session_from_document,
 )
 from storage.errors import IdempotencyKeyPending, IdempotencyKeyReused, SessionNotFound
 from storage.idempotency import create_record_id, request_digest
+from storage.message_windows import windows_after
 from storage.records import (
     MessageRecord,
     NewMessage,
@@ -84,6 +87,11 @@ def next_span(
     return min(max(estimate, span), span * WINDOW_GROWTH_EMPTY)
 
 
+def fields(windows: bool) -> dict[str, Any]:
+    """The projection of a session read, with or without the message windows."""
+    return PUBLIC_FIELDS if windows else SESSION_FIELDS
+
+
 class SessionStore:
     """Reads and writes the `sessions` collection (and, on create and delete, `messages` and
     the organization's session counter)."""
@@ -100,6 +108,14 @@ class SessionStore:
     def planner(self) -> Planner:
         """The database's planner, which chooses the shape of the list queries."""
         return self._db.planner
+
+    def _codec(self, windows: bool) -> CodecOptions[dict[str, Any]] | None:
+        """What the message windows of the sessions read are decoded with, when wanted: the
+        messages collection's codec options, as a read of the messages would use."""
+        if not windows:
+            return None
+        codec: CodecOptions[dict[str, Any]] = self._db.messages.codec_options
+        return codec
 
     async def create(
         self,
@@ -139,6 +155,7 @@ class SessionStore:
         if self._secrets is not None and doc.get("phone_number_secrets"):
             doc["phone_number_secrets"] = self._secrets.seal(doc["phone_number_secrets"])
         message_docs = message_documents(org_id, session_id, 1, messages, now)
+        doc.update(windows_after({}, 0, message_docs))
         key_doc: dict[str, Any] | None = None
         if idempotency_key is not None:
             key_doc = {
@@ -209,16 +226,25 @@ class SessionStore:
 
     async def get(self, org_id: str, session_id: str) -> SessionRecord | None:
         """The session, or None when it does not exist in this organization."""
-        doc = await self._db.sessions.find_one({"_id": session_id, "org_id": org_id}, PUBLIC_FIELDS)
+        doc = await self._db.sessions.find_one(
+            {"_id": session_id, "org_id": org_id}, SESSION_FIELDS
+        )
         return None if doc is None else session_from_document(doc)
 
-    async def get_many(self, org_id: str, session_ids: list[str]) -> dict[str, SessionRecord]:
-        """The sessions among `session_ids` that exist in this organization, by id."""
+    async def get_many(
+        self, org_id: str, session_ids: list[str], *, windows: bool = False
+    ) -> dict[str, SessionRecord]:
+        """The sessions among `session_ids` that exist in this organization, by id; with
+        `windows`, each with its message windows (see `session_from_document`)."""
         cursor = self._db.sessions.find(
-            {"_id": {"$in": session_ids}, "org_id": org_id}, PUBLIC_FIELDS
+            {"_id": {"$in": session_ids}, "org_id": org_id}, fields(windows)
         )
         now = utc_now()
-        return {doc["_id"]: session_from_document(doc, now) for doc in await to_list(cursor)}
+        codec = self._codec(windows)
+        return {
+            doc["_id"]: session_from_document(doc, now, windows=codec)
+            for doc in await to_list(cursor)
+        }
 
     async def list(
         self,
@@ -231,9 +257,11 @@ class SessionStore:
         after: SessionPosition | None = None,
         last: int | None = None,
         before: SessionPosition | None = None,
+        windows: bool = False,
     ) -> Page[SessionRecord]:
         """One page of sessions in (order_by, id) order, by keyset: `first` items after
-        `after`, or `last` items before `before`."""
+        `after`, or `last` items before `before`; with `windows`, each with its message
+        windows (see `session_from_document`)."""
         now = utc_now()
         base = query_filter(org_id, query, now)
         backward = last is not None and first is None
@@ -243,7 +271,7 @@ class SessionStore:
         start = before if backward else after
         if self._db.planner == "simple" and scannable(base, order_by, after, before):
             docs: Documents = await self._scan(
-                base, order_by, scan_descending, start, limit + 1, now
+                base, order_by, scan_descending, start, limit + 1, now, fields(windows)
             )
         else:
             conditions = [base]
@@ -253,7 +281,7 @@ class SessionStore:
                 conditions.append(after_position(order_by, before, not descending))
             direction = DESCENDING if scan_descending else ASCENDING
             cursor = (
-                self._db.sessions.find({"$and": conditions}, PUBLIC_FIELDS)
+                self._db.sessions.find({"$and": conditions}, fields(windows))
                 .sort([(order_by, direction), ("_id", direction)])
                 .limit(limit + 1)
             )
@@ -262,7 +290,8 @@ class SessionStore:
         docs = docs[:limit]
         if backward:
             docs.reverse()
-        items = [session_from_document(doc, now) for doc in docs]
+        codec = self._codec(windows)
+        items = [session_from_document(doc, now, windows=codec) for doc in docs]
         if backward:
             return Page(items, has_next=before is not None, has_previous=more)
         return Page(items, has_next=more, has_previous=after is not None)
@@ -275,6 +304,7 @@ class SessionStore:
         start: SessionPosition | None,
         wanted: int,
         now: datetime,
+        projection: dict[str, Any],
     ) -> Documents:
         """Up to `wanted` documents matching `base` beyond `start` in (order_by, _id) order,
         in queries a "simple" planner serves from an index (see docs/performance.md).
@@ -302,7 +332,7 @@ class SessionStore:
                 served = await self._served(branch)
                 if served.get("_id") == {"$in": []}:
                     continue  # its ids-first read found none: nothing to ask for
-                cursor = self._db.sessions.find(served, PUBLIC_FIELDS).sort(sort).limit(n)
+                cursor = self._db.sessions.find(served, projection).sort(sort).limit(n)
                 docs += await to_list(cursor)
             if len(branches) > 1:
                 docs.sort(key=lambda doc: (doc[order_by], doc["_id"]), reverse=descending)
@@ -455,7 +485,7 @@ class SessionStore:
                 before = await self._db.sessions.find_one(mine, {"status": 1}, session=session)
                 if before is None:
                     return None
-            doc = await updated(self._db.sessions, mine, update, PUBLIC_FIELDS, session)
+            doc = await updated(self._db.sessions, mine, update, SESSION_FIELDS, session)
             if before is not None and doc is not None and before["status"] != doc["status"]:
                 moved = 1 if doc["status"] == "completed" else -1
                 await self._counter.add(org_id, 0, session, completed=moved)
@@ -485,14 +515,14 @@ class SessionStore:
             # serves a find and a delete by `_id` from the index. In a transaction the two
             # are as atomic as one: a concurrent writer of the document conflicts and retries.
             doc: dict[str, Any] | None = await self._db.sessions.find_one(
-                mine, PUBLIC_FIELDS, session=session
+                mine, SESSION_FIELDS, session=session
             )
             if doc is None:
                 return None
             deleted = await self._db.sessions.delete_one(mine, session=session)
             return doc if deleted.deleted_count == 1 else None
         found: dict[str, Any] | None = await self._db.sessions.find_one_and_delete(
-            mine, projection=PUBLIC_FIELDS, session=session
+            mine, projection=SESSION_FIELDS, session=session
         )
         return found
 

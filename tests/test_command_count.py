@@ -10,6 +10,7 @@ from starlette.applications import Starlette
 
 from sessiongraph.settings import Settings
 from storage import Database
+from storage.message_windows import WINDOW_FIELDS
 from storage.sessions import SCAN_QUERIES_MAX
 from tests.api_client import ApiClient
 from tests.command_log import COMMANDS, counted
@@ -47,16 +48,28 @@ async def listing_commands(api: ApiClient, db_name: str, first: int) -> Counter[
 
 
 async def test_listing_sends_the_same_few_commands_whatever_the_page_size(
-    api: ApiClient, settings: Settings, app: Starlette
+    api: ApiClient, settings: Settings, app: Starlette, database: Database
 ) -> None:
     lines = [{"user": {"content": f"line {n}"}} for n in range(MESSAGES_PER_SESSION)]
     for index in range(100):
         await api.data(CREATE, {"input": {"name": f"session {index}", "messages": lines}})
+    planner = app.state.services.sessions.planner
 
+    # Each session's tail holds its last 5 messages: the page alone is read.
+    one = await listing_commands(api, settings.db_name, 1)
+    assert one == {"find api_keys": 1, "find sessions": 1}, dict(one)
+    for first in (20, 50, 100):
+        page = await listing_commands(api, settings.db_name, first)
+        if planner == "simple":
+            assert page["find sessions"] <= SCAN_QUERIES_MAX, dict(page)
+            page["find sessions"] = one["find sessions"]
+        assert page == one, f"1 session: {dict(one)}; {first} sessions: {dict(page)}"
+
+    # Sessions stored without windows (before them) are served by reading their messages.
+    await database.sessions.update_many({}, {"$unset": dict.fromkeys(WINDOW_FIELDS, "")})
     one = await listing_commands(api, settings.db_name, 1)
     # The sessions and their messages at least: nothing seen means the listener came too late.
-    assert sum(one.values()) >= 2, f"the listener saw {dict(one)}"
-    planner = app.state.services.sessions.planner
+    assert one["find messages"] == 1, f"the listener saw {dict(one)}"
     for first in (20, 50, 100):
         page = await listing_commands(api, settings.db_name, first)
         if planner == "simple":
@@ -73,7 +86,7 @@ async def test_listing_sends_the_same_few_commands_whatever_the_page_size(
 
 
 async def test_aliased_session_lookups_are_read_with_one_command(
-    api: ApiClient, settings: Settings, app: Starlette
+    api: ApiClient, settings: Settings, app: Starlette, database: Database
 ) -> None:
     lines = [{"user": {"content": "hello"}}]
     ids = [
@@ -90,6 +103,19 @@ async def test_aliased_session_lookups_are_read_with_one_command(
         "{ " + " ".join(f's{n}: session(id: "{i}") {fields}' for n, i in enumerate(ids)) + " }",
     )
 
+    # Each session's last message is in its tail: the sessions alone are read.
+    assert one == {"find api_keys": 1, "find sessions": 1}, dict(one)
+    assert five == one, f"1 session: {dict(one)}; 5 sessions: {dict(five)}"
+
+    # Without windows, their messages are read too, in one batch.
+    await database.sessions.update_many({}, {"$unset": dict.fromkeys(WINDOW_FIELDS, "")})
+    one = await counted(api, settings.db_name, f'{{ s0: session(id: "{ids[0]}") {fields} }}')
+    five = await counted(
+        api,
+        settings.db_name,
+        "{ " + " ".join(f's{n}: session(id: "{i}") {fields}' for n, i in enumerate(ids)) + " }",
+    )
+    assert one["find messages"] == 1, dict(one)
     if app.state.services.sessions.planner == "simple":
         five["find messages"] -= 4  # one index-served range per session there
     assert five == one, f"1 session: {dict(one)}; 5 sessions: {dict(five)}"

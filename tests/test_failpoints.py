@@ -28,6 +28,7 @@ from tests.faults import (
     transcript,
 )
 from tests.serving import serving
+from tests.windows_check import windows_agree
 
 # Commands fail: injected with configureFailPoint.
 
@@ -117,6 +118,7 @@ async def test_an_append_whose_command_fails_for_a_while_is_retried_and_stores_t
     assert seqs == [3, 4, 5]
     stored = await transcript(faulty_api, session_id)
     stored.assert_consistent()
+    await windows_agree(faulty.db, session_id)
     assert [content for _, content in stored.messages] == ["one", "two", "three", "four", "five"]
 
 
@@ -152,6 +154,8 @@ async def test_a_failed_append_reports_its_code_and_leaves_no_trace(
 
     assert [error["extensions"]["code"] for error in body["errors"]] == [code]
     assert (await transcript(faulty_api, session_id)).seqs == [1, 2]
+    # The aborted transaction took its change to the session's message windows with it.
+    await windows_agree(faulty.db, session_id)
     # No seq was used up: the next append follows on.
     assert await appended_seqs(faulty_api, session_id, "three") == [3]
     (await transcript(faulty_api, session_id)).assert_consistent()

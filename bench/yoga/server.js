@@ -9,7 +9,8 @@ import DataLoader from 'dataloader';
 import { createSchema, createYoga } from 'graphql-yoga';
 import { MongoClient } from 'mongodb';
 
-const PUBLIC_FIELDS = { phone_number_secrets: 0 };
+// No secrets, and no message windows (storage/message_windows.py): the peer reads messages.
+const PUBLIC_FIELDS = { phone_number_secrets: 0, message_windows: 0 };
 const KEY_PREFIX = 'sg_';
 const PAGE_DEFAULTS = { sessions: 20, messages: 50 };
 const ROLES = {
