@@ -43,11 +43,9 @@ from graphql import (
 )
 from graphql.pyutils import Path
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
-from strawberry.schema.schema_converter import GraphQLCoreConverter
-from strawberry.types.field import StrawberryField
 
 from resolvers.context import Context
-from schema.plans import PLAN_EVENTS, PlanRun, plan_for
+from schema.plans import PLAN_EVENTS, PlanRun, plain_attribute, plan_for
 
 Leaf = Callable[[Any], Any]
 """Reads one leaf off a source object: its serialised value, or `NOT_PLAIN`."""
@@ -83,19 +81,15 @@ def _leaf_of(parent: GraphQLObjectType, field: GraphQLField) -> Leaf | None:
     if field is TypeNameMetaFieldDef:
         name = parent.name
         return lambda _source: name
-    if field.args:
-        return None
-    definition = (field.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
-    if not isinstance(definition, StrawberryField) or not definition.is_basic_field:
-        return None
-    if definition.default_resolver is not getattr:
+    attribute = plain_attribute(field)
+    if attribute is None:
         return None
     field_type = field.type
     non_null = isinstance(field_type, GraphQLNonNull)
     named = field_type.of_type if isinstance(field_type, GraphQLNonNull) else field_type
     if not isinstance(named, GraphQLScalarType | GraphQLEnumType):
         return None
-    return _attribute_leaf(definition.python_name, named.coerce_output_value, non_null)
+    return _attribute_leaf(attribute, named.coerce_output_value, non_null)
 
 
 class LeafFirstExecutionContext(StrawberryGraphQLCoreExecutionContext):

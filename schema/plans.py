@@ -240,7 +240,7 @@ def _selection(
             plan.kind = FieldPlan.TYPENAME
             continue
         plan.completion = _completion(executor, field.type, details)
-        attribute = _plain_attribute(field)
+        attribute = plain_attribute(field)
         if attribute is not None:
             plan.attribute = attribute
             leaf = plan.completion.kind == Completion.LEAF
@@ -311,7 +311,7 @@ def _named(type_: GraphQLOutputType) -> Any:
     return type_.of_type if isinstance(type_, GraphQLNonNull) else type_
 
 
-def _plain_attribute(field: GraphQLField) -> str | None:
+def plain_attribute(field: GraphQLField) -> str | None:
     """The attribute Strawberry's resolver would read for `field`, when that is all it does."""
     if field.args:
         return None
