@@ -190,7 +190,9 @@ async def test_aborted_creates_and_deletes_leave_the_counter_as_it_was(db_name: 
         async with failing(db, "update", "alwaysOn", errorCode=ILLEGAL_OPERATION):
             with pytest.raises(OperationFailure):
                 await store.create(org_id, session_record(name="aborted"), [message_record("b")])
-        # The delete's last write fails after the counter's: the counter's is undone too.
+        # A delete command of the delete's transaction fails (on the embedded database the
+        # session's own delete, before the counter's write; on MongoDB, where the session
+        # goes by findAndModify, the messages' delete, after it): nothing of it stays.
         async with failing(db, "delete", "alwaysOn", errorCode=ILLEGAL_OPERATION):
             with pytest.raises(OperationFailure):
                 await store.delete(org_id, kept["id"])
