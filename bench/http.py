@@ -82,7 +82,7 @@ from bench.harness import (
     wrk_command,
 )
 from sessiongraph.embedded import free_port
-from storage.message_windows import WINDOW_FIELDS
+from storage.message_windows import UNSET_WINDOWS, WINDOWS_FIELD
 
 CREATE = """
 mutation Create($input: CreateSessionInput!) { createSession(input: $input) { id } }
@@ -146,7 +146,7 @@ class StoredWindows:
         self.present = True
 
     async def save(self) -> None:
-        cursor = self._sessions.find({"_id": {"$in": self._ids}}, dict.fromkeys(WINDOW_FIELDS, 1))
+        cursor = self._sessions.find({"_id": {"$in": self._ids}}, {WINDOWS_FIELD: 1})
         self._saved = {doc.pop("_id"): doc for doc in await cursor.to_list(None)}
 
     async def stored(self, present: bool) -> None:
@@ -157,8 +157,7 @@ class StoredWindows:
             for session_id, windows in self._saved.items():
                 await self._sessions.update_one({"_id": session_id}, {"$set": windows})
         else:
-            unset = dict.fromkeys(WINDOW_FIELDS, "")
-            await self._sessions.update_many({"_id": {"$in": self._ids}}, {"$unset": unset})
+            await self._sessions.update_many({"_id": {"$in": self._ids}}, UNSET_WINDOWS)
         self.present = present
 
 

@@ -19,7 +19,7 @@ from pymongo.errors import OperationFailure, PyMongoError
 from storage.database import Database
 from storage.documents import message_from_document, session_from_document
 from storage.expiry import ExpirySweeper
-from storage.message_windows import WINDOW_FIELDS
+from storage.message_windows import WINDOWS_FIELD
 from storage.records import Event, MessageAdded, MessageRecord, Publisher, SessionChanged
 from storage.session_event_feed import LogWriter, SessionEventHub
 from storage.session_events import (
@@ -178,9 +178,8 @@ WATCHED = [
     # A session's message windows stay in the database: events carry the session alone.
     {
         "$unset": [
-            f"{part}.{field}"
-            for part in ("fullDocument", "updateDescription.updatedFields")
-            for field in WINDOW_FIELDS
+            f"fullDocument.{WINDOWS_FIELD}",
+            f"updateDescription.updatedFields.{WINDOWS_FIELD}",
         ]
     },
 ]

@@ -18,14 +18,16 @@ for good); the tail the latest messages, contiguous up to the session's `message
 (empty while the head holds them all). Encoded as one opaque value, they cost a read that
 does not want them (the embedded database decodes every document it reads) a copy of bytes
 rather than the decoding of their documents."""
-WINDOW_FIELDS = (WINDOWS_FIELD,)
 WINDOW_MESSAGES = 20
 """The most messages a window holds: a console page (`last: 20`) or a listing's `last: 5`."""
 WINDOW_BYTES = 16 * 1024
 """The most BSON bytes a window's messages take: what bounds the session document, since one
 message may hold 10,000 characters of content and its tool calls."""
-WITHOUT_WINDOWS = dict.fromkeys(WINDOW_FIELDS, 0)
+WITHOUT_WINDOWS = {WINDOWS_FIELD: 0}
 """The projection part that leaves the windows out of a read."""
+UNSET_WINDOWS = {"$unset": {WINDOWS_FIELD: ""}}
+"""The update that takes a session's windows away (it is then served as one stored before
+them): for tests and benchmarks that compare both layouts."""
 
 Documents = list[dict[str, Any]]
 
@@ -75,8 +77,7 @@ def take_windows(
 
 def drop_windows(doc: dict[str, Any]) -> None:
     """Remove the windows from a stored session document."""
-    for field in WINDOW_FIELDS:
-        doc.pop(field, None)
+    doc.pop(WINDOWS_FIELD, None)
 
 
 def stored_windows(

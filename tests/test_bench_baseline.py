@@ -26,7 +26,7 @@ from bench.baseline import SESSION_BY_ID, SESSION_LISTING, SESSION_MESSAGES, Rea
 from sessiongraph.settings import Settings
 from storage import Database
 from storage.database import planner_of
-from storage.message_windows import WINDOW_FIELDS
+from storage.message_windows import UNSET_WINDOWS, WINDOWS_FIELD
 from tests.api_client import ApiClient
 
 CREATE = """
@@ -96,7 +96,7 @@ def without_windows(command: dict[str, Any]) -> dict[str, Any]:
     projection = command.get("projection")
     if projection is None:
         return command
-    kept = {k: v for k, v in projection.items() if k not in WINDOW_FIELDS}
+    kept = {k: v for k, v in projection.items() if k != WINDOWS_FIELD}
     return {**command, "projection": kept}
 
 
@@ -144,7 +144,7 @@ async def test_the_baseline_reads_what_the_server_reads(
             assert answer == next(iter(data.values())), document
             assert server_reads, "the listener saw nothing: registered too late?"
             assert by_collection(server_reads)[1] == [], server_reads
-        await database.sessions.update_many({}, {"$unset": dict.fromkeys(WINDOW_FIELDS, "")})
+        await database.sessions.update_many({}, UNSET_WINDOWS)
         for document, variables, baseline_read in cases:
             data, server_reads = await watched(settings.db_name, api.data(document, variables))
             answer, baseline_reads = await watched(settings.db_name, baseline_read())

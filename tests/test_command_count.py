@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 
 from sessiongraph.settings import Settings
 from storage import Database
-from storage.message_windows import WINDOW_FIELDS
+from storage.message_windows import UNSET_WINDOWS
 from storage.sessions import SCAN_QUERIES_MAX
 from tests.api_client import ApiClient
 from tests.command_log import COMMANDS, counted
@@ -66,7 +66,7 @@ async def test_listing_sends_the_same_few_commands_whatever_the_page_size(
         assert page == one, f"1 session: {dict(one)}; {first} sessions: {dict(page)}"
 
     # Sessions stored without windows (before them) are served by reading their messages.
-    await database.sessions.update_many({}, {"$unset": dict.fromkeys(WINDOW_FIELDS, "")})
+    await database.sessions.update_many({}, UNSET_WINDOWS)
     one = await listing_commands(api, settings.db_name, 1)
     # The sessions and their messages at least: nothing seen means the listener came too late.
     assert one["find messages"] == 1, f"the listener saw {dict(one)}"
@@ -108,7 +108,7 @@ async def test_aliased_session_lookups_are_read_with_one_command(
     assert five == one, f"1 session: {dict(one)}; 5 sessions: {dict(five)}"
 
     # Without windows, their messages are read too, in one batch.
-    await database.sessions.update_many({}, {"$unset": dict.fromkeys(WINDOW_FIELDS, "")})
+    await database.sessions.update_many({}, UNSET_WINDOWS)
     one = await counted(api, settings.db_name, f'{{ s0: session(id: "{ids[0]}") {fields} }}')
     five = await counted(
         api,

@@ -60,7 +60,7 @@ from schema.scalars import SCALAR_MAP
 from schema.subscriptions import Subscription
 from storage import Database, MessageStore, SessionStore
 from storage.events import EventHub
-from storage.message_windows import WINDOW_FIELDS
+from storage.message_windows import UNSET_WINDOWS
 from tests.api_client import ApiClient
 from tests.factories import seed_sessions
 from tests.fuzz_values import SDL, custom_scalars, fuzz_settings
@@ -556,7 +556,7 @@ async def test_the_listings_messages_are_loaded_in_one_batch_by_a_plan(
     await seed_sessions(api)
     # Stored without message windows (as before them), so the pages are read, not taken from
     # the session documents (storage/message_windows.py).
-    await database.sessions.update_many({}, {"$unset": dict.fromkeys(WINDOW_FIELDS, "")})
+    await database.sessions.update_many({}, UNSET_WINDOWS)
     schema = create_schema()
     context = store_context(database, org[0])()
     batches: list[int] = []
