@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from datetime import datetime
 from typing import Any
 
 from pymongo.errors import PyMongoError
@@ -15,18 +14,13 @@ from storage.clock import utc_now
 from storage.database import Database, to_list
 from storage.session_counts import SessionCounter
 from storage.session_events import stop_if_cancelled
+from storage.session_filters import expired
 
 log = logging.getLogger(__name__)
 
 SWEEP_BATCH = 500
 """The most sessions one of the sweep's transactions marks."""
 MARK = {"$set": {"status": "completed", "completed_by_expiry": True}}
-
-
-def expired(now: datetime) -> dict[str, Any]:
-    """Every organization's sessions stored as active past their expiry at `now`, served by
-    the (status, expires_at) index."""
-    return {"status": "active", "expires_at": {"$lte": now}}
 
 
 class ExpirySweeper:

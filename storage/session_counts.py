@@ -42,6 +42,7 @@ from pymongo.errors import PyMongoError
 
 from storage.database import TRANSIENT_TRANSACTION_ERROR, Database, to_list
 from storage.records import SessionStatusValue
+from storage.session_filters import expired
 
 SLOTS = 16
 """Documents per organization's counter: how far apart concurrent creates write."""
@@ -109,10 +110,11 @@ class SessionCounter:
             if counts is None or counts.completed is None:
                 counts = await self._start(org_id, session)
             assert counts.completed is not None
-            expired = await count_matching(self._db, expired_filter(org_id, now), session)
+            past_expiry = {"org_id": org_id, **expired(now)}
+            unswept = await count_matching(self._db, past_expiry, session)
             if status == "completed":
-                return counts.completed + expired
-            return counts.total - counts.completed - expired
+                return counts.completed + unswept
+            return counts.total - counts.completed - unswept
 
         try:
             return await self._db.in_transaction(read)
@@ -162,13 +164,6 @@ class SessionCounter:
         ]
         await self._db.session_counts.bulk_write(writes, session=session)
         return SlotSums(n, completed)
-
-
-def expired_filter(org_id: str, now: datetime) -> dict[str, Any]:
-    """The organization's sessions stored as active but past their expiry at `now` (they read
-    as completed; the expiry sweep stores them so), served by the (org_id, status,
-    expires_at) index."""
-    return {"org_id": org_id, "status": "active", "expires_at": {"$lte": now}}
 
 
 async def count_by_query(db: Database, org_id: str, session: Any) -> int:

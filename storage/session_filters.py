@@ -12,6 +12,13 @@ from storage.records import SessionPosition, SessionQuery, TimeRange
 MILLISECOND = timedelta(milliseconds=1)
 
 
+def expired(now: datetime) -> dict[str, Any]:
+    """Sessions stored as active but past their expiry at `now`: they read as completed
+    until the expiry sweep stores them so. Served by the (status, expires_at) index and,
+    with an organization, the (org_id, status, expires_at) one."""
+    return {"status": "active", "expires_at": {"$lte": now}}
+
+
 def query_filter(org_id: str, query: SessionQuery, now: datetime) -> dict[str, Any]:
     """The sessions of `org_id` that `query` selects at `now`, as one flat filter."""
     match: dict[str, Any] = {"org_id": org_id}
@@ -23,7 +30,7 @@ def query_filter(org_id: str, query: SessionQuery, now: datetime) -> dict[str, A
         # served by the (org_id, status, expires_at) index.
         match["$or"] = [
             {"status": "completed"},
-            {"status": "active", "expires_at": {"$lte": now}},
+            expired(now),
         ]
     if query.name is not None:
         match["name"] = query.name
