@@ -22,6 +22,7 @@ from storage.errors import IdempotencyKeyReused, SessionClosed, SessionNotFound
 from storage.idempotency import append_record_id, request_digest
 from storage.message_windows import drop_windows, windows_after
 from storage.records import MessageAdded, MessageRecord, NewMessage, Publisher, SessionChanged
+from storage.session_filters import open_at
 
 SeqRange = tuple[str, int, int]
 """A session id and an inclusive range of sequence numbers."""
@@ -143,7 +144,7 @@ class MessageStore:
             raise SessionClosed(session_id, closed_reason(doc["status"]))
         before = doc["message_count"]
         docs = message_documents(org_id, session_id, before + 1, messages, now)
-        appendable = {"message_count": before, "status": "active", "expires_at": {"$gt": now}}
+        appendable = {"message_count": before, **open_at(now)}
         change = {
             "$inc": {"message_count": len(messages)},
             "$set": {"updated_at": now, **windows_after(doc, before, docs)},
@@ -161,7 +162,7 @@ class MessageStore:
         session after, with the window fields to set once the messages are stored under
         WINDOWS_SET, and the documents of the messages."""
         key = {"_id": session_id, "org_id": org_id}
-        appendable = {"status": "active", "expires_at": {"$gt": now}}
+        appendable = open_at(now)
         change = {"$inc": {"message_count": len(messages)}, "$set": {"updated_at": now}}
         doc = await updated(self._db.sessions, key, change, PUBLIC_FIELDS, None, appendable)
         if doc is None:

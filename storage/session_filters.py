@@ -12,6 +12,12 @@ from storage.records import SessionPosition, SessionQuery, TimeRange
 MILLISECOND = timedelta(milliseconds=1)
 
 
+def open_at(now: datetime) -> dict[str, Any]:
+    """Sessions that read as active at `now` (stored as active, not yet past their expiry):
+    the ones messages may be appended to."""
+    return {"status": "active", "expires_at": {"$gt": now}}
+
+
 def expired(now: datetime) -> dict[str, Any]:
     """Sessions stored as active but past their expiry at `now`: they read as completed
     until the expiry sweep stores them so. Served by the (status, expires_at) index and,
@@ -23,8 +29,7 @@ def query_filter(org_id: str, query: SessionQuery, now: datetime) -> dict[str, A
     """The sessions of `org_id` that `query` selects at `now`, as one flat filter."""
     match: dict[str, Any] = {"org_id": org_id}
     if query.status == "active":
-        match["status"] = "active"
-        match["expires_at"] = {"$gt": now}
+        match.update(open_at(now))
     elif query.status == "completed":
         # Two branches no session matches both of (a status is one or the other), each
         # served by the (org_id, status, expires_at) index.
