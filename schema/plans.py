@@ -64,6 +64,8 @@ from graphql.pyutils import Path, is_iterable
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
 
+from schema.documents import PerOperation
+
 CACHED_PLANS = 512
 """Operations whose plan (or whose verdict "not compiled") each schema keeps."""
 
@@ -173,9 +175,9 @@ def _refuse(value: Any) -> Any:
     raise Abandoned
 
 
-_plans: weakref.WeakKeyDictionary[
-    GraphQLSchema, dict[int, tuple[OperationDefinitionNode, Plan | None]]
-] = weakref.WeakKeyDictionary()
+_plans: weakref.WeakKeyDictionary[GraphQLSchema, PerOperation[Plan | None]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def plan_for(executor: Executor[Any]) -> Plan | None:
@@ -187,19 +189,16 @@ def plan_for(executor: Executor[Any]) -> Plan | None:
         return None
     known = _plans.get(executor.schema)
     if known is None:
-        known = _plans.setdefault(executor.schema, {})
-    entry = known.get(id(operation))
-    if entry is not None and entry[0] is operation:
-        return entry[1]
+        known = _plans.setdefault(executor.schema, PerOperation(CACHED_PLANS))
+    return known.get(operation, None, lambda: _compiled(executor))
+
+
+def _compiled(executor: Executor[Any]) -> Plan | None:
     try:
         plan: Plan | None = compile_operation(executor)
     except NotCompiled:
         plan = None
     PLAN_EVENTS["compiled" if plan else "not compiled"] += 1
-    if len(known) >= CACHED_PLANS:
-        del known[next(iter(known))]
-    # The entry holds the node, so its id cannot be reused by another while it is kept.
-    known[id(operation)] = (operation, plan)
     return plan
 
 

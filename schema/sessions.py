@@ -15,6 +15,7 @@ from resolvers.context import Info
 from resolvers.pagination import PageArgs, session_cursor
 from schema.assistant import Assistant
 from schema.customer import Customer
+from schema.documents import PerOperation
 from schema.input_types import graphql_input
 from schema.input_values import plain
 from schema.messages import Message, MessageConnection, MessageInput, message_from_record
@@ -214,10 +215,20 @@ def _selects_messages(selections: list[Selection]) -> bool:
     return False
 
 
+_selecting_messages: PerOperation[bool] = PerOperation()
+
+
 def selects_messages(info: Info) -> bool:
     """Whether the field being resolved asks for a session's `messages` anywhere below it:
-    then its sessions are read with their message windows, which may answer the page."""
-    return _selects_messages(info.selected_fields)
+    then its sessions are read with their message windows, which may answer the page.
+
+    Decided once per operation and response path (Strawberry's `selected_fields` converts
+    the whole selection below the field on every call, and evaluates no directive, so the
+    answer depends on the document alone)."""
+    path = tuple(info.path.as_list())
+    return _selecting_messages.get(
+        info.operation, path, lambda: _selects_messages(info.selected_fields)
+    )
 
 
 @strawberry.type

@@ -146,3 +146,21 @@ async def test_an_organizations_total_count_is_one_counter_read_whatever_its_siz
         assert (large["find session_counts"], large["aggregate sessions"]) == (1, 0)
     else:
         assert (large["aggregate sessions"], large["find session_counts"]) == (1, 0)
+
+
+async def test_which_fields_of_one_document_read_the_windows_is_decided_per_field(
+    api: ApiClient, settings: Settings
+) -> None:
+    # The decision is remembered per operation and response path: a field of the same
+    # document that selects no messages must not lend its answer to one that does.
+    lines = [{"user": {"content": "hello"}}]
+    created = await api.data(CREATE, {"input": {"name": "per field", "messages": lines}})
+    session_id = created["createSession"]["id"]
+    document = (
+        f'{{ plain: session(id: "{session_id}") {{ name }} '
+        f'paged: session(id: "{session_id}") {{ messages(last: 1) {{ nodes {{ content }} }} }} }}'
+    )
+    for _ in range(2):  # the first request decides, the second is answered from memory
+        commands = await counted(api, settings.db_name, document)
+        # One read without the windows, one with them (which holds the page); no messages.
+        assert commands == {"find api_keys": 1, "find sessions": 2}, dict(commands)
